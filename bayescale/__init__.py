@@ -1,0 +1,65 @@
+"""bayescale: Bayesian neural scaling laws, fast.
+
+Fit parametric scaling laws (Kaplan, Chinchilla, power laws with irreducible loss, your own) to
+training runs with NumPyro NUTS, forecast large runs with credible intervals, and read the
+diagnostics that tell you whether to trust them.
+
+>>> import bayescale as bs
+>>> data = bs.datasets.chinchilla_synthetic(seed=0)
+>>> fit = bs.fit(data, law="chinchilla")                  # doctest: +SKIP
+>>> fit.predict(N=70e9, D=1.4e12, prob=0.9)               # doctest: +SKIP
+"""
+
+import jax as _jax
+
+# float64 by default: power laws span 1e6..1e27 and posteriors are ill-conditioned. Inputs are
+# converted to float64 NumPy logs before they reach JAX; float32 is an explicit opt-in of fit().
+_jax.config.update("jax_enable_x64", True)
+
+from . import datasets, laws  # noqa: E402
+from ._fit import fit  # noqa: E402
+from .data import (  # noqa: E402
+    DataError,
+    DataWarning,
+    ScalingData,
+    as_scaling_data,
+    from_arrays,
+    from_dataframe,
+    read_csv,
+)
+from .laws import Law, Parameter, UnknownLawError  # noqa: E402
+from .model import ModelError, build_model  # noqa: E402
+from .results import (  # noqa: E402
+    Convergence,
+    ConvergenceWarning,
+    ExtrapolationWarning,
+    Fit,
+    UnconvergedError,
+    __version__,
+    load,
+)
+
+__all__ = [
+    "Convergence",
+    "ConvergenceWarning",
+    "DataError",
+    "DataWarning",
+    "ExtrapolationWarning",
+    "Fit",
+    "Law",
+    "ModelError",
+    "Parameter",
+    "ScalingData",
+    "UnconvergedError",
+    "UnknownLawError",
+    "__version__",
+    "as_scaling_data",
+    "build_model",
+    "datasets",
+    "fit",
+    "from_arrays",
+    "from_dataframe",
+    "laws",
+    "load",
+    "read_csv",
+]

@@ -1,0 +1,190 @@
+"""``bayescale.fit``: the thin driver from a table of runs to a :class:`~bayescale.results.Fit`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from .data import ScalingData, as_scaling_data
+from .infer.nuts import SamplerConfig, run_nuts
+from .laws import Law
+from .model import build_model
+from .results import ConvergenceWarning, Fit, diagnose
+
+#: Target acceptance probability of the automatic retry of a fit with divergences or high R-hat.
+RETRY_TARGET_ACCEPT = 0.99
+
+
+def reference_point(data: ScalingData, inputs: tuple[str, ...]) -> dict[str, float]:
+    """Log geometric-mean of each input and mean log loss: the centre of the parametrisation."""
+    logs = data.log_inputs()
+    ref = {k: float(np.mean(logs[k])) for k in inputs}
+    ref["loss"] = float(np.mean(data.log_loss))
+    return ref
+
+
+def _rng_key(rng_key: Any) -> tuple[Any, int | None]:
+    if rng_key is None:
+        rng_key = 0
+    if isinstance(rng_key, int | np.integer):
+        return jax.random.PRNGKey(int(rng_key)), int(rng_key)
+    return rng_key, None
+
+
+def fit(
+    data: Any,
+    law: str | Law = "chinchilla",
+    *,
+    likelihood: str = "lognormal",
+    priors: Mapping[str, Any] | None = None,
+    df: float | None = None,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    target_accept_prob: float = 0.9,
+    max_tree_depth: int = 10,
+    dense_mass: bool = True,
+    chain_method: str = "auto",
+    rng_key: Any = 0,
+    retry: bool = True,
+    dtype: str = "float64",
+) -> Fit:
+    """Fit a scaling law to training runs with NUTS and return the posterior.
+
+    Parameters
+    ----------
+    data
+        A :class:`~bayescale.data.ScalingData`, a pandas DataFrame, a CSV path or a dict of
+        arrays with columns ``N`` (parameters), ``D`` (tokens) and/or ``C`` (FLOP), and ``loss``.
+    law
+        Law name (``bayescale.laws.available()``) or a :class:`~bayescale.laws.Law`.
+    likelihood
+        ``"lognormal"`` (Normal on log loss, default), ``"student_t"`` (robust; heavy tails for
+        outlying runs, degrees of freedom ``df`` or learnt when ``df=None``), ``"laplace"``
+        (the Bayesian analogue of the Huber/L1 fits of Hoffmann et al.), ``"normal"`` (on loss).
+    priors
+        Per-parameter prior overrides: name -> NumPyro distribution (``"sigma"`` is the noise).
+    df
+        Student-t degrees of freedom; ``None`` learns them (prior Gamma(2, 0.1)).
+    num_warmup, num_samples, num_chains
+        NUTS iterations per chain and the number of chains. Cost is linear in
+        ``num_chains * (num_warmup + num_samples)``; chains run in parallel over local devices.
+    target_accept_prob, max_tree_depth, dense_mass
+        NUTS settings. The default 0.9 gives no divergences on the shipped examples.
+    chain_method
+        ``"auto"``, ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
+    rng_key
+        Integer seed or a JAX PRNG key; the same seed gives the same draws on the same devices.
+    retry
+        Re-run once with ``target_accept_prob=0.99`` when the first run has divergences or R-hat
+        above 1.01 (DESIGN.md §5 convergence policy).
+    dtype
+        ``"float64"`` (default; power laws over 1e6..1e27) or ``"float32"`` (faster on
+        accelerators).
+
+    Returns
+    -------
+    Fit
+        Immutable result with ``summary()``, ``predict()``, ``to_arviz()``, ``save()``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the final run misses the policy: R-hat > 1.01, ESS < 400, divergences or
+        E-BFMI < 0.3.
+
+    References
+    ----------
+    Hoffman & Gelman 2014 (NUTS); Vehtari et al. 2021 (rank-normalized R-hat, ESS);
+    Hoffmann et al. 2022, arXiv:2203.15556 (Chinchilla law).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> data = bs.datasets.chinchilla_synthetic(seed=1)
+    >>> fit = bs.fit(data, law="chinchilla")                     # doctest: +SKIP
+    >>> fit.predict(N=70e9, D=1.4e12, prob=0.9)                  # doctest: +SKIP
+    """
+    data = as_scaling_data(data)
+    spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    law = spec.law
+    data.require(law.inputs, num_params=spec_size(spec), law=law.name)
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    ref = reference_point(data, law.inputs)
+    log_x = {k: v for k, v in data.log_inputs().items() if k in law.inputs}
+    key, seed = _rng_key(rng_key)
+    config = SamplerConfig(
+        num_warmup=int(num_warmup),
+        num_samples=int(num_samples),
+        num_chains=int(num_chains),
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=int(max_tree_depth),
+        dense_mass=bool(dense_mass),
+        chain_method=chain_method,
+    )
+    _validate_config(config)
+    result = _sample(spec, config, data, ref, log_x, key, np_dtype, retried=False, seed=seed)
+    conv = result.convergence
+    if retry and (conv.divergences or not conv.max_rhat <= 1.01):
+        config = SamplerConfig(**{**config.__dict__, "target_accept_prob": RETRY_TARGET_ACCEPT})
+        result = _sample(spec, config, data, ref, log_x, key, np_dtype, retried=True, seed=seed)
+    if not result.converged:
+        warnings.warn(
+            f"{law.name} fit did not converge: {'; '.join(result.convergence.problems)}"
+            + (" (after one retry at target_accept_prob=0.99)" if result.convergence.retried else "")
+            + ". Forecasts from it are unreliable.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+def spec_size(spec) -> int:
+    """Number of sampled parameters (law parameters plus noise sites)."""
+    return len(spec.site_names)
+
+
+def _validate_config(config: SamplerConfig) -> None:
+    if config.num_chains < 1 or config.num_samples < 2 or config.num_warmup < 0:
+        raise ValueError(
+            "need num_chains >= 1, num_samples >= 2 and num_warmup >= 0, got "
+            f"{config.num_chains}, {config.num_samples}, {config.num_warmup}"
+        )
+    if not 0 < config.target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {config.target_accept_prob}")
+    if config.chain_method not in ("auto", "parallel", "sequential", "vectorized"):
+        raise ValueError(f"unknown chain_method {config.chain_method!r}")
+
+
+def _sample(spec, config, data, ref, log_x, key, dtype, *, retried: bool, seed) -> Fit:
+    draws, timing = run_nuts(
+        spec, config, log_x=log_x, ref=ref, log_loss=data.log_loss, rng_key=key, dtype=dtype
+    )
+    samples = {k: np.asarray(v, dtype=np.float64) for k, v in draws.pop("samples").items()}
+    stats = {
+        "diverging": draws["diverging"],
+        "energy": np.asarray(draws["energy"], dtype=np.float64),
+        "num_steps": draws["num_steps"],
+        "accept_prob": np.asarray(draws["accept_prob"], dtype=np.float64),
+        "step_size": np.asarray(draws["step_size"], dtype=np.float64),
+        "potential_energy": np.asarray(draws["potential_energy"], dtype=np.float64),
+    }
+    diag, conv = diagnose(samples, stats["energy"], stats["diverging"], retried)
+    return Fit(
+        spec=spec,
+        data=data,
+        ref=ref,
+        samples=samples,
+        sample_stats=stats,
+        config=config,
+        diagnostics=diag,
+        convergence=conv,
+        timing=timing,
+        seed=seed,
+    )

@@ -1,0 +1,250 @@
+"""Single-dataset NUTS: one jit-compiled program for warm-up and sampling of all chains.
+
+NumPyro's ``MCMC`` object compiles per instance; bayescale instead builds the whole run
+(dispersed initialisation, warm-up with step-size and dense mass-matrix adaptation, sampling) as
+one ``jax.jit`` function of the data arrays, cached per (model, sampler settings). A second fit of
+the same law on same-shaped data therefore reuses the compiled program: no recompilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
+from numpyro import handlers
+from numpyro.distributions import biject_to
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import potential_energy
+
+from ..model import ModelSpec
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """NUTS settings (hashable: part of the compile-cache key).
+
+    Parameters
+    ----------
+    num_warmup, num_samples
+        Warm-up (adaptation) and kept iterations per chain. Cost is linear in their sum.
+    num_chains
+        Independent chains, vectorised in one program (needed for R-hat; 4 by default).
+    target_accept_prob
+        Step-size adaptation target; higher is slower but removes divergences in the funnel-like
+        geometry of ``E`` against the exponents.
+    max_tree_depth
+        NUTS tree depth cap (at most ``2**max_tree_depth`` leapfrog steps per draw).
+    dense_mass
+        Adapt a dense mass matrix (the law parameters are strongly correlated).
+    chain_method
+        ``"auto"`` (default: ``"parallel"`` over local devices when there are several, else
+        ``"sequential"``), ``"parallel"`` (chains sharded over devices with ``jax.shard_map``),
+        ``"vectorized"`` (vmap chains in one program) or ``"sequential"`` (``lax.map``).
+    """
+
+    num_warmup: int = 500
+    num_samples: int = 1000
+    num_chains: int = 4
+    target_accept_prob: float = 0.9
+    max_tree_depth: int = 10
+    dense_mass: bool = True
+    chain_method: str = "auto"
+
+
+def _transforms(spec: ModelSpec, ref: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: biject_to(spec.prior(name, ref).support) for name in spec.site_names}
+
+
+def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, jnp.ndarray]:
+    """Dispersed initial points in unconstrained space, one per chain.
+
+    Each chain starts halfway between the unconstrained prior median (over 64 prior draws) and
+    its own prior draw: dispersed on the prior's scale, so R-hat can detect multimodality, but
+    away from the prior's extreme tails.
+    """
+    out = {}
+    keys = jax.random.split(rng_key, len(spec.site_names))
+    for key, name in zip(keys, spec.site_names, strict=True):
+        prior = spec.prior(name, ref)
+        t = biject_to(prior.support)
+        draws = t.inv(prior.sample(key, (64 + num_chains,)))
+        centre = jnp.median(draws[:64], axis=0)
+        out[name] = centre + 0.5 * (draws[64:] - centre)
+    return out
+
+
+def _make_runner(spec: ModelSpec, config: SamplerConfig):
+    def one_chain(key, init, data):
+        log_x, ref, log_loss, mask = data
+
+        def pe(u):
+            return potential_energy(spec, (log_x, ref, log_loss, mask), {}, u)
+
+        init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+        state = init_kernel(
+            init,
+            config.num_warmup,
+            target_accept_prob=config.target_accept_prob,
+            dense_mass=config.dense_mass,
+            max_tree_depth=config.max_tree_depth,
+            rng_key=key,
+        )
+
+        def warm(state, _):
+            state = sample_kernel(state)
+            return state, (state.diverging, state.num_steps)
+
+        state, (warm_div, warm_steps) = lax.scan(warm, state, None, length=config.num_warmup)
+
+        def draw(state, _):
+            state = sample_kernel(state)
+            out = {
+                "z": state.z,
+                "diverging": state.diverging,
+                "num_steps": state.num_steps,
+                "energy": state.energy,
+                "accept_prob": state.accept_prob,
+                "potential_energy": state.potential_energy,
+            }
+            return state, out
+
+        state, draws = lax.scan(draw, state, None, length=config.num_samples)
+        draws["step_size"] = state.adapt_state.step_size
+        draws["warmup_num_steps"] = jnp.sum(warm_steps)
+        draws["warmup_divergences"] = jnp.sum(warm_div)
+        return draws
+
+    def chains_in_sequence(keys, inits, data):
+        return lax.map(lambda a: one_chain(a[0], a[1], data), (keys, inits))
+
+    def run(rng_key, log_x, ref, log_loss, mask):
+        init_key, chain_key = jax.random.split(rng_key)
+        inits = dispersed_init(spec, ref, init_key, config.num_chains)
+        keys = jax.random.split(chain_key, config.num_chains)
+        data = (log_x, ref, log_loss, mask)
+        method = resolve_chain_method(config)
+        if method == "vectorized":
+            draws = jax.vmap(one_chain, (0, 0, None))(keys, inits, data)
+        elif method == "parallel":
+            mesh = jax.make_mesh((_parallel_devices(config.num_chains),), ("chain",))
+            spec_c, spec_r = PartitionSpec("chain"), PartitionSpec()
+            keys, inits = jax.sharding.reshard((keys, inits), NamedSharding(mesh, spec_c))
+            draws = jax.shard_map(
+                chains_in_sequence,
+                mesh=mesh,
+                in_specs=(spec_c, spec_c, spec_r),
+                out_specs=spec_c,
+                check_vma=False,
+            )(keys, inits, data)
+        else:
+            draws = chains_in_sequence(keys, inits, data)
+        t = _transforms(spec, ref)
+        draws["samples"] = {k: t[k](v) for k, v in draws.pop("z").items()}
+        return draws
+
+    return jax.jit(run)
+
+
+def _parallel_devices(num_chains: int) -> int:
+    n = min(jax.local_device_count(), num_chains)
+    while num_chains % n:
+        n -= 1
+    return n
+
+
+def resolve_chain_method(config: SamplerConfig) -> str:
+    """``"auto"`` -> ``"parallel"`` when several local devices can share the chains, else
+    ``"sequential"`` (on one CPU device sequential chains compile 3x faster than vectorised ones
+    and sample as fast, because vectorised lanes wait for the deepest NUTS tree)."""
+    if config.chain_method != "auto":
+        return config.chain_method
+    return "parallel" if _parallel_devices(config.num_chains) > 1 else "sequential"
+
+
+_RUNNERS: dict[tuple, Any] = {}
+_EXECUTABLES: dict[tuple, Any] = {}
+
+
+def compiled_sampler(spec: ModelSpec, config: SamplerConfig):
+    """The jitted sampler for (model, settings), built once and reused across fits."""
+    key = (spec.key, config)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _make_runner(spec, config)
+    return _RUNNERS[key]
+
+
+def _signature(args) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return (treedef, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves))
+
+
+def run_nuts(
+    spec: ModelSpec,
+    config: SamplerConfig,
+    *,
+    log_x: Mapping[str, np.ndarray],
+    ref: Mapping[str, float],
+    log_loss: np.ndarray,
+    rng_key,
+    mask: np.ndarray | None = None,
+    dtype=np.float64,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run NUTS; return NumPy draws (``samples``: site -> (chain, draw), plus sampler stats)
+    and timings ``{"compile_s", "sampling_s"}``.
+
+    The program is compiled ahead of time once per (model, settings, shapes, dtypes) and kept in
+    a module cache: a second fit on same-shaped data compiles nothing (``compile_s == 0``).
+    """
+    if mask is None:
+        mask = np.ones(np.shape(log_loss), dtype=bool)
+    args = (
+        rng_key,
+        {k: np.asarray(v, dtype=dtype) for k, v in log_x.items()},
+        {k: np.asarray(v, dtype=dtype) for k, v in ref.items()},
+        np.asarray(log_loss, dtype=dtype),
+        np.asarray(mask, dtype=bool),
+    )
+    key = (spec.key, config, _signature(args))
+    compile_s = 0.0
+    if key not in _EXECUTABLES:
+        start = time.perf_counter()
+        _EXECUTABLES[key] = compiled_sampler(spec, config).lower(*args).compile()
+        compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(_EXECUTABLES[key](*args))
+    sampling_s = time.perf_counter() - start
+    draws = jax.tree_util.tree_map(np.asarray, out)
+    return draws, {"compile_s": compile_s, "sampling_s": sampling_s}
+
+
+def log_likelihood(spec: ModelSpec, samples, log_x, ref, log_loss, mask=None) -> np.ndarray:
+    """Pointwise log-likelihood (chain, draw, point), computed in JAX."""
+    return np.asarray(_loglik_fn(spec)(samples, log_x, ref, log_loss, mask))
+
+
+_LOGLIK: dict[tuple, Any] = {}
+
+
+def _loglik_fn(spec: ModelSpec):
+    if spec.key not in _LOGLIK:
+
+        def single(params, log_x, ref, log_loss, mask):
+            tr = handlers.trace(handlers.substitute(spec, params)).get_trace(
+                log_x, ref, log_loss, mask
+            )
+            site = tr["obs"]
+            return site["fn"].log_prob(site["value"])
+
+        def batched(samples, log_x, ref, log_loss, mask):
+            f = jax.vmap(jax.vmap(single, (0, None, None, None, None)), (0, None, None, None, None))
+            return f(samples, log_x, ref, log_loss, mask)
+
+        _LOGLIK[spec.key] = jax.jit(batched)
+    return _LOGLIK[spec.key]

@@ -1,0 +1,102 @@
+"""Hoffmann et al. 2022 (Chinchilla) and Kaplan et al. 2020 joint laws of parameters and tokens."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from . import _priors
+from .base import Law, Parameter
+from .power import KAPLAN_2020
+
+HOFFMANN_2022 = (
+    "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556 "
+    "(Eq. 2, Approach 3); Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, "
+    "arXiv:2404.10102"
+)
+
+
+def _chinchilla_log_predict(p, log_x, ref):
+    term_n = p["log_A_ref"] - p["alpha"] * (log_x["N"] - ref["N"])
+    term_d = p["log_B_ref"] - p["beta"] * (log_x["D"] - ref["D"])
+    log_e = jnp.broadcast_to(jnp.log(p["E"]), jnp.shape(term_n))
+    return logsumexp(jnp.stack([log_e, term_n, term_d]), axis=0)
+
+
+def _chinchilla_natural(p, ref):
+    return {
+        "E": p["E"],
+        "A": jnp.exp(p["log_A_ref"] + p["alpha"] * ref["N"]),
+        "B": jnp.exp(p["log_B_ref"] + p["beta"] * ref["D"]),
+        "alpha": p["alpha"],
+        "beta": p["beta"],
+    }
+
+
+# Hoffmann et al. 2022 L(N, D) = E + A/N^alpha + B/D^beta, sampled with the reducible terms at the
+# reference scale (log_A_ref = log A - alpha log N_ref) as a log-sum-exp: the form of Approach 3.
+chinchilla = Law(
+    name="chinchilla",
+    inputs=("N", "D"),
+    parameters=(
+        Parameter("E", _priors.irreducible, "irreducible loss"),
+        Parameter("log_A_ref", _priors.term_at_reference, "log of A/N^alpha at the reference N"),
+        Parameter("alpha", _priors.exponent, "exponent of parameters"),
+        Parameter("log_B_ref", _priors.term_at_reference, "log of B/D^beta at the reference D"),
+        Parameter("beta", _priors.exponent, "exponent of tokens"),
+    ),
+    log_predict=_chinchilla_log_predict,
+    natural=_chinchilla_natural,
+    natural_names=("E", "A", "B", "alpha", "beta"),
+    formula="L = E + A / N^alpha + B / D^beta",
+    citation=HOFFMANN_2022,
+)
+
+
+def _kaplan_nd_log_predict(p, log_x, ref):
+    # L^(1/alpha_D) = (N_c/N)^(alpha_N/alpha_D) + D_c/D, written at the reference point:
+    # L_ref^(1/alpha_D) = u_ref + v_ref with u_ref = share * L_ref^(1/alpha_D).
+    ratio = p["alpha_N"] / p["alpha_D"]
+    scale = p["log_L_ref"] / p["alpha_D"]
+    log_u = scale + jnp.log(p["share_N"]) - ratio * (log_x["N"] - ref["N"])
+    log_v = scale + jnp.log1p(-p["share_N"]) - (log_x["D"] - ref["D"])
+    return p["alpha_D"] * logsumexp(jnp.stack([log_u, log_v]), axis=0)
+
+
+def _kaplan_nd_natural(p, ref):
+    scale = p["log_L_ref"] / p["alpha_D"]
+    log_u0 = scale + jnp.log(p["share_N"])
+    log_v0 = scale + jnp.log1p(-p["share_N"])
+    return {
+        "N_c": jnp.exp(ref["N"] + log_u0 * p["alpha_D"] / p["alpha_N"]),
+        "D_c": jnp.exp(ref["D"] + log_v0),
+        "alpha_N": p["alpha_N"],
+        "alpha_D": p["alpha_D"],
+    }
+
+
+def _share_prior(ref):
+    import numpyro.distributions as dist
+
+    return dist.Beta(2.0, 2.0)
+
+
+kaplan_nd = Law(
+    name="kaplan_nd",
+    inputs=("N", "D"),
+    parameters=(
+        Parameter("log_L_ref", _priors.log_loss_at_reference, "log loss at the reference (N, D)"),
+        Parameter(
+            "share_N",
+            _share_prior,
+            "share of the parameter term in L^(1/alpha_D) at the reference point",
+        ),
+        Parameter("alpha_N", _priors.kaplan_exponent, "exponent of parameters"),
+        Parameter("alpha_D", _priors.kaplan_exponent, "exponent of tokens"),
+    ),
+    log_predict=_kaplan_nd_log_predict,
+    natural=_kaplan_nd_natural,
+    natural_names=("N_c", "D_c", "alpha_N", "alpha_D"),
+    formula="L = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
+    citation=KAPLAN_2020 + " (Eq. 1.5)",
+)

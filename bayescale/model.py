@@ -1,0 +1,148 @@
+"""Build the NumPyro model of a fit: priors + law + likelihood.
+
+The model takes log inputs and the log loss (computed in float64 NumPy before JAX sees them) and a
+reference point ``ref`` (log geometric-mean inputs, mean log loss) on which the default priors are
+centred. An optional boolean ``mask`` removes padded points from the likelihood (batch fits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+
+from .laws import Law
+from .laws import get as get_law
+
+#: Likelihood names: Normal on log loss (default), Student-t on log loss, Normal on loss.
+LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal")
+
+
+class ModelError(ValueError):
+    """A bad model specification: unknown likelihood, prior for an unknown parameter, ..."""
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """Everything that defines the NumPyro model of a fit (hashable by identity of its parts).
+
+    Parameters
+    ----------
+    law
+        The scaling law.
+    likelihood
+        ``"lognormal"`` (Normal on log loss, default), ``"student_t"`` (Student-t on log loss with
+        ``df`` degrees of freedom; robust to outlying runs), or ``"normal"`` (Normal on loss).
+    priors
+        Overrides of default priors, parameter name -> distribution or ``ref -> distribution``.
+        ``"sigma"`` names the noise scale.
+    df
+        Degrees of freedom of the Student-t likelihood.
+    """
+
+    law: Law
+    likelihood: str = "lognormal"
+    priors: tuple[tuple[str, Any], ...] = ()
+    df: float = 4.0
+
+    @property
+    def key(self) -> tuple:
+        """Cache key: two specs with equal keys build the same compiled program."""
+        return (id(self.law), self.likelihood, tuple((k, id(v)) for k, v in self.priors), self.df)
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """Sampled site names: the law's parameters, ``sigma``, then ``nu`` when it is learnt."""
+        extra = ("nu",) if self.likelihood == "student_t" and self.df is None else ()
+        return (*self.law.param_names, "sigma", *extra)
+
+    def prior(self, name: str, ref: Mapping[str, Any]):
+        """The prior distribution of site ``name`` at reference ``ref``."""
+        overrides = dict(self.priors)
+        if name in overrides:
+            p = overrides[name]
+            return p if isinstance(p, dist.Distribution) else p(ref)
+        if name == "nu":
+            return dist.Gamma(2.0, 0.1)
+        if name == "sigma":
+            if self.likelihood == "normal":
+                return dist.HalfNormal(0.1 * jnp.exp(ref["loss"]))
+            return dist.HalfNormal(0.1)
+        (param,) = [p for p in self.law.parameters if p.name == name]
+        return param.prior_at(ref)
+
+    def __call__(self, log_x, ref, log_loss=None, mask=None):
+        """The NumPyro model. ``log_x``: dict of log inputs, shape (n,); ``log_loss``: (n,)."""
+        params = {name: numpyro.sample(name, self.prior(name, ref)) for name in self.law.param_names}
+        sigma = numpyro.sample("sigma", self.prior("sigma", ref))
+        mu = self.law.log_predict(params, log_x, ref)
+        n = jnp.shape(mu)[-1]
+        with numpyro.plate("obs_plate", n), handlers.mask(mask=True if mask is None else mask):
+            if self.likelihood == "lognormal":
+                numpyro.sample("obs", dist.Normal(mu, sigma), obs=log_loss)
+            elif self.likelihood == "student_t":
+                nu = self.df if self.df is not None else numpyro.sample("nu", self.prior("nu", ref))
+                numpyro.sample("obs", dist.StudentT(nu, mu, sigma), obs=log_loss)
+            elif self.likelihood == "laplace":
+                numpyro.sample("obs", dist.Laplace(mu, sigma), obs=log_loss)
+            else:
+                obs = None if log_loss is None else jnp.exp(log_loss)
+                numpyro.sample("obs", dist.Normal(jnp.exp(mu), sigma), obs=obs)
+
+
+def build_model(
+    law: str | Law,
+    *,
+    likelihood: str = "lognormal",
+    priors: Mapping[str, Any] | None = None,
+    df: float = 4.0,
+) -> ModelSpec:
+    """Build the NumPyro model for ``law`` with a likelihood and optional prior overrides.
+
+    Parameters
+    ----------
+    law
+        Law name (see ``bayescale.laws.available()``) or a :class:`~bayescale.laws.Law`.
+    likelihood
+        One of ``"lognormal"``, ``"student_t"``, ``"normal"``.
+    priors
+        Per-parameter prior overrides (NumPyro distributions, or callables of the reference).
+    df
+        Student-t degrees of freedom.
+
+    Returns
+    -------
+    ModelSpec
+        Callable NumPyro model ``model(log_x, ref, log_loss=None, mask=None)``.
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> from bayescale.model import build_model
+    >>> spec = build_model("chinchilla", priors={"alpha": dist.LogNormal(-1.0, 0.3)})
+    >>> spec.site_names
+    ('E', 'log_A_ref', 'alpha', 'log_B_ref', 'beta', 'sigma')
+    """
+    law = get_law(law)
+    if likelihood not in LIKELIHOODS:
+        raise ModelError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+    priors = dict(priors or {})
+    known = (*law.param_names, "sigma")
+    bad = [k for k in priors if k not in known]
+    if bad:
+        raise ModelError(
+            f"priors given for unknown parameter(s) {bad} of law {law.name!r}; "
+            f"its parameters are {', '.join(known)}"
+        )
+    for k, v in priors.items():
+        if not (isinstance(v, dist.Distribution) or callable(v)):
+            raise ModelError(f"prior for {k!r} must be a numpyro distribution, got {v!r}")
+    if df is not None and not (df > 0):
+        raise ModelError(f"Student-t degrees of freedom must be > 0 or None (learnt), got {df}")
+    df = None if df is None else float(df)
+    return ModelSpec(law=law, likelihood=likelihood, priors=tuple(priors.items()), df=df)
