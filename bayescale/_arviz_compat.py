@@ -60,7 +60,9 @@ def bfmi(energy: np.ndarray) -> np.ndarray:
     return num / den
 
 
-def from_dict(groups: Mapping[str, Mapping[str, np.ndarray]], *, coords=None, dims=None, attrs=None):
+def from_dict(
+    groups: Mapping[str, Mapping[str, np.ndarray]], *, coords=None, dims=None, attrs=None
+):
     """Posterior container (InferenceData on 0.x, DataTree on 1.x) from group -> var -> array."""
     groups = {g: dict(v) for g, v in groups.items() if v}
     if ARVIZ_MAJOR == 0:

@@ -80,8 +80,9 @@ def fit(
     rng_key
         Integer seed or a JAX PRNG key; the same seed gives the same draws on the same devices.
     retry
-        Re-run once with ``target_accept_prob=0.99`` when the first run has divergences or R-hat
-        above 1.01 (DESIGN.md §5 convergence policy).
+        Re-run once when the first run misses the convergence policy (DESIGN.md §5): with
+        ``target_accept_prob=0.99`` after divergences, with twice the warm-up and draws after
+        R-hat > 1.01 or ESS < 400. The retry compiles a new program (a few seconds).
     dtype
         ``"float64"`` (default; power laws over 1e6..1e27) or ``"float32"`` (faster on
         accelerators).
@@ -131,18 +132,32 @@ def fit(
     _validate_config(config)
     result = _sample(spec, config, data, ref, log_x, key, np_dtype, retried=False, seed=seed)
     conv = result.convergence
-    if retry and (conv.divergences or not conv.max_rhat <= 1.01):
-        config = SamplerConfig(**{**config.__dict__, "target_accept_prob": RETRY_TARGET_ACCEPT})
+    if retry and not conv.converged:
+        config = retry_config(config, conv)
         result = _sample(spec, config, data, ref, log_x, key, np_dtype, retried=True, seed=seed)
     if not result.converged:
         warnings.warn(
             f"{law.name} fit did not converge: {'; '.join(result.convergence.problems)}"
-            + (" (after one retry at target_accept_prob=0.99)" if result.convergence.retried else "")
+            + (" (after one automatic retry)" if result.convergence.retried else "")
             + ". Forecasts from it are unreliable.",
             ConvergenceWarning,
             stacklevel=2,
         )
     return result
+
+
+def retry_config(config: SamplerConfig, conv) -> SamplerConfig:
+    """Settings of the one automatic retry: divergences raise ``target_accept_prob`` to 0.99
+    (smaller steps); high R-hat or low ESS double warm-up and draws (longer chains)."""
+    changes: dict[str, Any] = {}
+    if conv.divergences:
+        changes["target_accept_prob"] = max(config.target_accept_prob, RETRY_TARGET_ACCEPT)
+    if not conv.max_rhat <= 1.01 or not min(conv.min_ess_bulk, conv.min_ess_tail) >= 400:
+        changes["num_warmup"] = 2 * config.num_warmup
+        changes["num_samples"] = 2 * config.num_samples
+    if not changes:  # E-BFMI alone: smaller steps help the momentum resampling least, but do try
+        changes["target_accept_prob"] = max(config.target_accept_prob, RETRY_TARGET_ACCEPT)
+    return SamplerConfig(**{**config.__dict__, **changes})
 
 
 def spec_size(spec) -> int:

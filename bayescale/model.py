@@ -78,7 +78,9 @@ class ModelSpec:
 
     def __call__(self, log_x, ref, log_loss=None, mask=None):
         """The NumPyro model. ``log_x``: dict of log inputs, shape (n,); ``log_loss``: (n,)."""
-        params = {name: numpyro.sample(name, self.prior(name, ref)) for name in self.law.param_names}
+        params = {
+            name: numpyro.sample(name, self.prior(name, ref)) for name in self.law.param_names
+        }
         sigma = numpyro.sample("sigma", self.prior("sigma", ref))
         mu = self.law.log_predict(params, log_x, ref)
         n = jnp.shape(mu)[-1]
@@ -130,7 +132,9 @@ def build_model(
     """
     law = get_law(law)
     if likelihood not in LIKELIHOODS:
-        raise ModelError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+        raise ModelError(
+            f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
+        )
     priors = dict(priors or {})
     known = (*law.param_names, "sigma")
     bad = [k for k in priors if k not in known]

@@ -252,7 +252,9 @@ class Fit:
                 f"{hi:g}%": q[2],
             }
         table = pd.DataFrame.from_dict(rows, orient="index")
-        diag, _ = diagnose(draws, self.sample_stats["energy"], self.sample_stats["diverging"], False)
+        diag, _ = diagnose(
+            draws, self.sample_stats["energy"], self.sample_stats["diverging"], False
+        )
         return table.join(diag)
 
     # ------------------------------------------------------------------ forecasts
@@ -282,7 +284,7 @@ class Fit:
             vals["D"] = vals["C"] / (6.0 * vals["N"])
         if "N" in need and "N" not in vals and {"D", "C"} <= vals.keys():
             vals["N"] = vals["C"] / (6.0 * vals["D"])
-        if "C" in need and "C" not in vals and {"N", "D"} <= vals.keys():
+        if "C" not in vals and {"N", "D"} <= vals.keys():  # shown beside N and D
             vals["C"] = 6.0 * vals["N"] * vals["D"]
         missing = sorted(need - vals.keys())
         if missing:
@@ -390,7 +392,11 @@ class Fit:
         if lik == "laplace":
             return np.exp(log_mu + sigma * rng.laplace(size=log_mu.shape))
         if lik == "student_t":
-            nu = self.spec.df if self.spec.df is not None else self.samples["nu"].reshape(-1)[:, None]
+            nu = (
+                self.spec.df
+                if self.spec.df is not None
+                else self.samples["nu"].reshape(-1)[:, None]
+            )
             return np.exp(log_mu + sigma * rng.standard_t(nu, size=log_mu.shape))
         return np.exp(log_mu) + sigma * rng.standard_normal(log_mu.shape)
 
@@ -482,10 +488,11 @@ class Fit:
         return self._header() + "\n" + table.to_string(float_format=lambda x: f"{x:.4g}")
 
     def _repr_html_(self) -> str:
-        table = self.summary()[["mean", "sd", "median", "5%", "95%", "r_hat", "ess_bulk", "ess_tail"]]
-        return (
-            f"<p><b>bayescale</b> {html.escape(self._header())}</p>"
-            + table.to_html(float_format=lambda x: f"{x:.4g}")
+        table = self.summary()[
+            ["mean", "sd", "median", "5%", "95%", "r_hat", "ess_bulk", "ess_tail"]
+        ]
+        return f"<p><b>bayescale</b> {html.escape(self._header())}</p>" + table.to_html(
+            float_format=lambda x: f"{x:.4g}"
         )
 
 

@@ -8,8 +8,8 @@ the same law on same-shaped data therefore reuses the compiled program: no recom
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 

@@ -45,7 +45,11 @@ class Parameter:
 
     def prior_at(self, ref: Reference) -> Any:
         """Return the prior distribution for this reference point."""
-        return self.prior(ref) if callable(self.prior) and not _is_distribution(self.prior) else self.prior
+        return (
+            self.prior(ref)
+            if callable(self.prior) and not _is_distribution(self.prior)
+            else self.prior
+        )
 
 
 def _is_distribution(obj: Any) -> bool:

@@ -1,0 +1,776 @@
+"""Command-line interface: ``bayescale demo | fit | optimal | laws``.
+
+The console script ``bayescale`` (declared in ``pyproject.toml``) calls :func:`main`, whose first
+act is :func:`configure_xla`: unless ``XLA_FLAGS`` already says otherwise it asks XLA for
+``min(4, CPU cores)`` host devices, so that the four NUTS chains run in parallel on CPU cores.
+This module imports bayescale's own modules only inside functions. (Importing ``bayescale.cli``
+does run the package ``__init__``, which imports JAX; that is early enough, because JAX reads
+``XLA_FLAGS`` when its backend starts, at the first computation, not on import.)
+
+Bad input (a NaN in the CSV, an unknown law, a missing column, an empty file, a prediction target
+<= 0, an unconverged fit without ``--force``) gives one line ``bayescale: error: <message>`` on
+stderr and exit status 2, never a traceback (DESIGN.md §5). Warnings of bayescale
+(:class:`~bayescale.ConvergenceWarning`, :class:`~bayescale.DataWarning`,
+:class:`~bayescale.ExtrapolationWarning`) print as one line ``bayescale: warning: <message>``.
+
+Examples
+--------
+.. code-block:: console
+
+    $ bayescale demo --quick
+    $ bayescale fit runs.csv --law chinchilla --predict N=70B,D=1.4T --out fit.nc
+    $ bayescale optimal fit.nc --compute 5.88e23 --compute 1e25
+    $ bayescale laws
+
+References
+----------
+Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556;
+Besiroglu et al. 2024, "Chinchilla Scaling: A replication attempt", arXiv:2404.10102.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; keeps JAX out of the import
+    import pandas as pd
+
+    from bayescale.results import Fit
+
+__all__ = ["build_parser", "configure_xla", "main"]
+
+PROG = "bayescale"
+#: XLA flag that splits the host CPU into several JAX devices (one per chain).
+DEVICE_FLAG = "xla_force_host_platform_device_count"
+#: Sampler settings of ``demo --quick``: the test suite's settings (tests/conftest.py ``FAST``),
+#: so that a test run compiles one NUTS program for all of them; 4 x 600 draws keep ESS > 400.
+QUICK = {"num_warmup": 400, "num_samples": 600}
+#: Compute budgets (FLOP) of the demo's allocation table: the top of the synthetic data, the
+#: Chinchilla budget 6 x 70e9 x 1.4e12, and 1e25.
+DEMO_BUDGETS = (1e21, 5.88e23, 1e25)
+_LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal")
+_EPILOG = """\
+parallel chains:
+  Before JAX starts, bayescale adds --{flag}=K to XLA_FLAGS with
+  K = min(4, CPU cores) (K = {k} on this machine) unless XLA_FLAGS already sets it, so the
+  4 NUTS chains run in parallel on CPU cores. Set XLA_FLAGS yourself to override, e.g.
+  XLA_FLAGS=--{flag}=1 for one device (chains then run one after another).
+
+exit status: 0 success, 2 bad input or usage (one line "bayescale: error: ..." on stderr).
+"""
+
+
+# ----------------------------------------------------------------------------- environment
+def configure_xla(environ: Any = None) -> str:
+    """Ask XLA for ``min(4, cpu_count)`` host devices unless ``XLA_FLAGS`` already decides.
+
+    Takes effect when called before JAX starts its backend (the first computation or
+    ``jax.devices()`` call); importing JAX earlier is fine. Harmless afterwards.
+
+    Parameters
+    ----------
+    environ
+        Mapping to update; ``os.environ`` by default.
+
+    Returns
+    -------
+    str
+        The resulting value of ``XLA_FLAGS``.
+    """
+    environ = os.environ if environ is None else environ
+    flags = environ.get("XLA_FLAGS", "")
+    if DEVICE_FLAG not in flags:
+        count = min(4, os.cpu_count() or 1)
+        flags = f"{flags} --{DEVICE_FLAG}={count}".strip()
+        environ["XLA_FLAGS"] = flags
+    return flags
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _showwarning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` replacement: one line ``bayescale: warning: ...`` on stderr."""
+    ours = category.__module__.split(".")[0] == "bayescale"
+    prefix = "" if ours else f"{category.__name__}: "
+    print(f"{PROG}: warning: {prefix}{_one_line(message)}", file=sys.stderr)
+
+
+def _progress(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad user input: one line on stderr and exit status 2."""
+    from bayescale import DataError, ModelError, UnconvergedError, UnknownLawError
+    from bayescale.datasets import DatasetError
+
+    return (
+        DataError,
+        ModelError,
+        UnknownLawError,
+        UnconvergedError,
+        DatasetError,
+        OSError,  # FileNotFoundError, IsADirectoryError, PermissionError, disk full on output
+        ValueError,
+    )
+
+
+@contextmanager
+def _cli_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.showwarning = _showwarning
+        yield
+
+
+# ----------------------------------------------------------------------------- formatting
+def _human(x: float) -> str:
+    """70e9 -> '70B', 1.4e12 -> '1.4T', 5.88e23 -> '5.88e+23'."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if scale <= abs(x) < 1000 * scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _interval(lo: float, hi: float) -> str:
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
+def _table(df: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None = None) -> str:
+    """Plain-text table; floats as 4 significant digits unless ``formats`` says otherwise."""
+    formats = dict(formats or {})
+    for name in df.columns:
+        if name not in formats and df[name].dtype.kind == "f":
+            formats[name] = lambda v: f"{v:.4g}"
+    return df.to_string(index=False, formatters=formats)
+
+
+def _prob_label(prob: float) -> str:
+    return f"{100 * prob:g}%"
+
+
+def _fit_header(fit: Fit) -> str:
+    law = fit.law
+    return (
+        f"Fit of {law.name} ({law.formula}) to {len(fit.data)} runs, {fit.spec.likelihood} "
+        f"likelihood; {fit.num_chains} chains x {fit.num_draws} draws."
+    )
+
+
+def _convergence_report(fit: Fit) -> str:
+    conv = fit.convergence
+    numbers = (
+        f"max R-hat {conv.max_rhat:.3f}, min ESS bulk {conv.min_ess_bulk:.0f} / tail "
+        f"{conv.min_ess_tail:.0f}, {conv.divergences} divergent transitions, min E-BFMI "
+        f"{conv.min_bfmi:.2f} ({fit.num_chains} chains x {fit.num_draws} draws"
+        + (", after a retry at target_accept_prob=0.99" if conv.retried else "")
+        + ")"
+    )
+    if conv.converged:
+        return f"Convergence: OK ({numbers})."
+    bar = "!" * 78
+    verdict = "FAILS the gate badly" if conv.fails_badly else "misses the policy"
+    return "\n".join(
+        [
+            bar,
+            f"!!! NOT CONVERGED ({verdict}): {'; '.join(conv.problems)}",
+            f"!!! {numbers}",
+            "!!! Forecasts from this fit are unreliable. Re-run with more --num-warmup /",
+            "!!! --num-samples, or check the data and the law.",
+            bar,
+        ]
+    )
+
+
+def _timing_report(fit: Fit, wall_s: float) -> str:
+    t = fit.timing
+    text = (
+        f"Timing: compile {t.get('compile_s', float('nan')):.1f} s, sampling "
+        f"{t.get('sampling_s', float('nan')):.2f} s"
+    )
+    if fit.convergence.retried:
+        text += " (of the retry at target_accept_prob=0.99)"
+    return text + f"; whole fit {wall_s:.1f} s."
+
+
+def _forecast_text(df: pd.DataFrame, prob: float, *, label: str) -> str:
+    """The forecast table: inputs, mean-function and predictive median with intervals."""
+    import pandas as pd
+
+    pct = _prob_label(prob)
+    show = pd.DataFrame({label: df[label]})
+    if "curve" in df:
+        show.insert(0, "curve", df["curve"])
+    for k in ("N", "D", "C"):
+        if k in df:
+            show[k] = [_human(v) for v in df[k]]
+    show["loss_median"] = df["loss_median"]
+    show[f"loss {pct}"] = [
+        _interval(a, b) for a, b in zip(df["loss_lower"], df["loss_upper"], strict=True)
+    ]
+    show["pred_median"] = df["pred_median"]
+    show[f"pred {pct}"] = [
+        _interval(a, b) for a, b in zip(df["pred_lower"], df["pred_upper"], strict=True)
+    ]
+    if "true_loss" in df:
+        show["true_loss"] = df["true_loss"]
+    show["extrapolation"] = [f"{v:.1f}x" for v in df["extrapolation"]]
+    four = {k: (lambda v: f"{v:.4f}") for k in ("loss_median", "pred_median", "true_loss")}
+    head = (
+        f"Forecast of the loss ({pct} central intervals). loss_*: the law's mean loss (expected "
+        f"loss of a run at N, D); pred_*: posterior predictive of one new observed run "
+        f"(adds the noise); extrapolation: times beyond the fitted range."
+    )
+    return head + "\n" + _table(show, four)
+
+
+_ALLOCATION = (
+    ("N_opt", "N*", "size"),
+    ("D_opt", "D*", "size"),
+    ("tokens_per_param", "D*/N*", "ratio"),
+    ("loss_opt", "loss*", "loss"),
+)
+
+
+def _allocation_text(table: pd.DataFrame, prob: float, truth: dict[str, Any] | None = None) -> str:
+    """The table of :func:`bayescale.planning.optimal_allocation`, medians with intervals."""
+    import pandas as pd
+
+    pct = _prob_label(prob)
+    head = (
+        f"Compute-optimal allocation (C = 6ND; median and {pct} central interval over the "
+        "posterior draws; D*/N*: tokens per parameter; loss*: the law's mean loss there):"
+    )
+    fmt = {"size": _human, "ratio": lambda v: f"{v:.3g}", "loss": lambda v: f"{v:.4f}"}
+    show = pd.DataFrame({"C": [f"{c:.3g}" for c in table["compute"]]})
+    for key, label, kind in _ALLOCATION:
+        f = fmt[kind]
+        show[label] = [f(v) for v in table[f"{key}_median"]]
+        show[f"{label} {pct}"] = [
+            f"[{f(a)}, {f(b)}]"
+            for a, b in zip(table[f"{key}_lower"], table[f"{key}_upper"], strict=True)
+        ]
+        if truth is not None and key in truth:
+            show[f"true {label}"] = [f(v) for v in truth[key]]
+    show["extrapolation"] = [f"{v:.1f}x" for v in table["extrapolation"]]
+    return head + "\n" + show.to_string(index=False)
+
+
+def _summary_text(fit: Fit, prob: float, truth: dict[str, float] | None = None) -> str:
+    table = fit.summary(prob)
+    if truth is not None:
+        table.insert(0, "true", [truth.get(k, float("nan")) for k in table.index])
+    return (
+        f"Posterior summary ({_prob_label(prob)} central intervals; published parametrisation):\n"
+        + table.to_string(float_format=lambda v: f"{v:.4g}")
+    )
+
+
+# ----------------------------------------------------------------------------- inputs
+def _parse_target(text: str) -> dict[str, float]:
+    """``"N=70e9,D=1.4T"`` -> ``{"N": 7e10, "D": 1.4e12}`` (suffixes k, M, B/G, T accepted)."""
+    from bayescale.data import DataError, check_positive_targets
+
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.strip().partition("=")
+        key = key.strip().upper() if key.strip().upper() in ("N", "D", "C") else key.strip()
+        if not sep or key not in ("N", "D", "C") or not value.strip():
+            raise ValueError(
+                f"--predict {text!r}: expected comma-separated N=..., D=..., C=... "
+                f"(e.g. N=70B,D=1.4T or N=7e10,D=1.4e12), got {part.strip()!r}"
+            )
+        if key in out:
+            raise ValueError(f"--predict {text!r}: {key} is given twice")
+        try:
+            out[key] = float(check_positive_targets(key, value.strip()))
+        except DataError as exc:
+            why = str(exc).split(": ", 1)[-1]
+            raise DataError(f"--predict {text!r}: {key} {why}", column=key, value=value) from None
+    return out
+
+
+def _parse_budgets(values: Sequence[str]) -> list[float]:
+    from bayescale.data import DataError, check_positive_targets
+
+    out = []
+    for text in values:
+        try:
+            out.append(float(check_positive_targets("C", text.strip())))
+        except DataError as exc:
+            why = str(exc).split(": ", 1)[-1]
+            raise DataError(f"--compute {text!r}: {why}", column="C", value=text) from None
+    return out
+
+
+def _read_data(args: argparse.Namespace):
+    import bayescale as bs
+
+    path = Path(args.file)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, expected a CSV file")
+    if path.suffix == ".nc":
+        raise ValueError(f"{path} is a saved fit (netCDF), not a CSV table of runs")
+    columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "curve", "run")}
+    columns = {k: v for k, v in columns.items() if v is not None}
+    return bs.read_csv(path, sep=args.sep, **columns)
+
+
+def _check_targets(law_name: str, targets: Sequence[tuple[str, dict[str, float]]]) -> None:
+    """Fail before fitting when a --predict target cannot feed the law (C = 6ND fills one)."""
+    import bayescale as bs
+
+    law = bs.laws.get(law_name)
+    for text, target in targets:
+        given = set(target)
+        if len(given & {"N", "D", "C"}) >= 2:
+            given |= {"N", "D", "C"}
+        missing = [k for k in law.inputs if k not in given]
+        if missing:
+            raise ValueError(
+                f"--predict {text!r}: law {law.name!r} needs {', '.join(law.inputs)} to "
+                f"predict; missing {', '.join(missing)} (C = 6ND fills one of N, D, C from the "
+                "other two)"
+            )
+
+
+def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[Fit, float]:
+    import bayescale as bs
+
+    # Check the law, likelihood and data before announcing the (long) compile and sampling.
+    spec = bs.build_model(law, likelihood=args.likelihood)
+    data.require(spec.law.inputs, num_params=len(spec.site_names), law=spec.law.name)
+    _progress(
+        f"compiling and sampling {what}({args.num_chains} chains x ({args.num_warmup} warm-up "
+        f"+ {args.num_samples} draws), law {law}, {len(data)} runs) ..."
+    )
+    start = time.perf_counter()
+    fit = bs.fit(
+        data,
+        law,
+        likelihood=args.likelihood,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        rng_key=args.seed,
+    )
+    wall = time.perf_counter() - start
+    _progress(f"fit done in {wall:.1f} s")
+    return fit, wall
+
+
+def _refuse_unconverged(fit: Fit, force: bool) -> None:
+    """Exit 2 (via UnconvergedError) when the fit fails the gate badly and --force is absent."""
+    from bayescale import UnconvergedError
+
+    conv = fit.convergence
+    if conv.fails_badly and not force:
+        raise UnconvergedError(
+            f"refusing to forecast from a fit that fails the convergence gate badly "
+            f"({'; '.join(conv.problems)}); re-run with more --num-warmup/--num-samples, "
+            "or pass --force to forecast anyway"
+        )
+
+
+def _predict(fit: Fit, target: dict[str, float], prob: float, force: bool) -> pd.DataFrame:
+    """One forecast row; the third of N, D, C is filled in from C = 6ND for display."""
+    _refuse_unconverged(fit, force)
+    row = fit.predict(**target, prob=prob, allow_unconverged=force)
+    full = dict(target)
+    if len(full) == 2:
+        if "C" not in full:
+            full["C"] = 6.0 * full["N"] * full["D"]
+        elif "D" not in full:
+            full["D"] = full["C"] / (6.0 * full["N"])
+        else:
+            full["N"] = full["C"] / (6.0 * full["D"])
+    for position, key in enumerate(k for k in ("N", "D", "C") if k in full):
+        if key not in row:
+            row.insert(position, key, full[key])
+    return row
+
+
+# ----------------------------------------------------------------------------- planning
+def _allocation_table(fit: Any, budgets: Sequence[float], prob: float, force: bool):
+    """:func:`bayescale.planning.optimal_allocation` at ``budgets`` (FLOP)."""
+    from bayescale.planning import optimal_allocation
+
+    return optimal_allocation(fit, compute=list(budgets), prob=prob, allow_unconverged=force)
+
+
+def _true_chinchilla(N: Any, D: Any, p: dict[str, float]) -> Any:
+    return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+# ----------------------------------------------------------------------------- commands
+def _cmd_laws(args: argparse.Namespace) -> int:
+    import bayescale as bs
+
+    rows = [("name", "inputs", "formula", "citation")]
+    for name in bs.laws.available():
+        law = bs.laws.get(name)
+        rows.append((name, ",".join(law.inputs), law.formula, law.citation))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[3]]).rstrip())
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    targets = [(text, _parse_target(text)) for text in args.predict]
+    _check_targets(args.law, targets)
+    data = _read_data(args)
+    print(f"Data: {data.describe()}")
+    curves = data.curves()
+    frames = []
+    for cid, sub in curves.items():
+        many = len(curves) > 1
+        if many:
+            print(f"\n=== curve {cid!r} ===")
+        fit, wall = _fit(sub, args, args.law, what=f"curve {cid!r} " if many else "")
+        print(_fit_header(fit))
+        print(_timing_report(fit, wall))
+        print(_summary_text(fit, args.prob))
+        print(_convergence_report(fit))
+        if args.out:
+            out = Path(args.out)
+            if many:
+                out = out.with_name(
+                    f"{out.stem}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', cid)}{out.suffix}"
+                )
+            fit.save(out)
+            print(f"Saved the posterior to {out}")
+        rows = []
+        for text, target in targets:
+            row = _predict(fit, target, args.prob, args.force)
+            row.insert(0, "target", text)
+            rows.append(row)
+        if rows:
+            frame = pd.concat(rows, ignore_index=True)
+            if many:
+                frame.insert(0, "curve", cid)
+            print(_forecast_text(frame, args.prob, label="target"))
+            frames.append(frame)
+    if not targets:
+        print("(no --predict targets; e.g. --predict N=70B,D=1.4T to forecast a run)")
+    if args.csv and frames:
+        pd.concat(frames, ignore_index=True).to_csv(args.csv, index=False)
+        print(f"Wrote forecasts to {args.csv}")
+    return 0
+
+
+def _cmd_optimal(args: argparse.Namespace) -> int:
+    import bayescale as bs
+
+    budgets = _parse_budgets(args.compute)
+    path = Path(args.file)
+    if path.suffix == ".nc":
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            fit = bs.load(path)
+        except (KeyError, OSError, TypeError) as exc:
+            raise ValueError(f"{path}: not a fit saved by bayescale ({_one_line(exc)})") from None
+        if args.law is not None and args.law != fit.law.name:
+            raise ValueError(
+                f"{path} holds a {fit.law.name!r} fit but --law {args.law!r} was given"
+            )
+        print(f"Loaded {path}: {_fit_header(fit)}")
+    else:
+        data = _read_data(args)
+        print(f"Data: {data.describe()}")
+        if len(data.curves()) > 1:
+            raise ValueError(
+                f"{path} has {len(data.curves())} curves; `bayescale optimal` plans for one "
+                "law fitted to one curve: select the rows of one curve"
+            )
+        fit, wall = _fit(data, args, args.law or "chinchilla")
+        print(_fit_header(fit))
+        print(_timing_report(fit, wall))
+    print(_convergence_report(fit))
+    _refuse_unconverged(fit, args.force)
+    table = _allocation_table(fit, budgets, args.prob, args.force)
+    print(_allocation_text(table, args.prob))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bayescale.datasets import chinchilla_synthetic
+    from bayescale.planning import FAMOUS_MODELS
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = chinchilla_synthetic(seed=args.seed, as_data=False)
+    truth = dict(frame.attrs["true_params"])  # bayescale.datasets.BESIROGLU_2024
+    data = chinchilla_synthetic(seed=args.seed)
+    settings = dict(QUICK) if args.quick else {"num_warmup": 500, "num_samples": 1000}
+    args.num_warmup, args.num_samples = settings["num_warmup"], settings["num_samples"]
+    args.num_chains, args.likelihood = 4, "lognormal"
+    print(
+        "bayescale demo on SYNTHETIC data: losses generated from the Chinchilla law "
+        "L = E + A/N^alpha + B/D^beta with the Besiroglu et al. 2024 (arXiv:2404.10102) refit "
+        "parameters " + ", ".join(f"{k}={v:g}" for k, v in truth.items()) + ", times "
+        f"log-normal noise (sd {frame.attrs['noise']:g} on log loss). Not real measurements."
+    )
+    print(f"Data: {data.describe()}")
+    fit, wall = _fit(data, args, "chinchilla")
+    print(_fit_header(fit))
+    print(_timing_report(fit, wall))
+    # sigma of the lognormal likelihood is the generator's noise sd.
+    print(_summary_text(fit, 0.9, truth={**truth, "sigma": float(frame.attrs["noise"])}))
+    print(_convergence_report(fit))
+
+    N = FAMOUS_MODELS["N"].to_numpy(dtype=float)
+    D = FAMOUS_MODELS["D"].to_numpy(dtype=float)
+    # The demo always shows its forecasts; the verdict above says how far to trust them.
+    forecast = fit.predict(N=N, D=D, prob=0.9, allow_unconverged=True)
+    forecast.insert(0, "model", [str(name) for name in FAMOUS_MODELS.index])
+    if "C" not in forecast:
+        forecast.insert(3, "C", 6.0 * N * D)
+    forecast["true_loss"] = _true_chinchilla(N, D, truth)
+    print(_forecast_text(forecast, 0.9, label="model"))
+
+    table = _allocation_table(fit, DEMO_BUDGETS, 0.9, True)
+    true = _allocation_table(truth, DEMO_BUDGETS, 0.9, True)  # constants: one exact draw
+    true = {k: true[f"{k}_median"].to_numpy() for k, _, _ in _ALLOCATION}
+    print(_allocation_text(table, 0.9, truth=true))
+
+    written = [out / "fit.nc", out / "forecast.csv", out / "allocation.csv"]
+    fit.save(written[0])
+    forecast.to_csv(written[1], index=False)
+    table.assign(**{f"true_{k}": v for k, v in true.items()}).to_csv(written[2], index=False)
+    written += _demo_figures(fit, out)
+    print("Wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _demo_figures(fit: Fit, out: Path) -> list[Path]:
+    import matplotlib
+
+    from bayescale.plot import plot_fit, plot_frontier
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _progress("drawing figures ...")
+    written = []
+    for name, draw in (("fit.png", plot_fit), ("frontier.png", plot_frontier)):
+        figure = draw(fit).figure
+        figure.savefig(out / name, dpi=120, bbox_inches="tight")
+        plt.close(figure)
+        written.append(out / name)
+    return written
+
+
+# ----------------------------------------------------------------------------- parser
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _data_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    cols = parent.add_argument_group("columns of the CSV (default: N, D, C, loss and aliases)")
+    cols.add_argument("--N", metavar="COL", help="column of parameter counts N")
+    cols.add_argument("--D", metavar="COL", help="column of training tokens D")
+    cols.add_argument("--C", metavar="COL", help="column of training compute C in FLOP")
+    cols.add_argument("--loss", metavar="COL", help="column of final losses")
+    cols.add_argument("--curve", metavar="COL", help="column of curve ids (fitted one by one)")
+    cols.add_argument("--run", metavar="COL", help="column of training-run ids")
+    cols.add_argument("--sep", default=",", help="CSV delimiter (default ',')")
+    samp = parent.add_argument_group("model and sampler")
+    samp.add_argument(
+        "--likelihood", choices=_LIKELIHOODS, default="lognormal", help="default lognormal"
+    )
+    samp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    samp.add_argument("--num-warmup", type=_count(0), default=500, help="default 500")
+    samp.add_argument("--num-samples", type=_count(2), default=1000, help="default 1000")
+    samp.add_argument("--num-chains", type=_count(1), default=4, help="default 4")
+    samp.add_argument(
+        "--force",
+        action="store_true",
+        help="forecast even from a fit that fails the convergence gate badly",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bayescale`` argument parser (sub-commands ``demo``, ``fit``, ``optimal``, ``laws``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Each sub-command stores its handler in ``args.handler``.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["fit", "runs.csv", "--predict", "N=70B,D=1.4T"])
+    >>> args.law, args.predict
+    ('chinchilla', ['N=70B,D=1.4T'])
+    """
+    k = min(4, os.cpu_count() or 1)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Bayesian neural scaling laws: fit, forecast with credible intervals, plan.",
+        epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data = _data_options()
+
+    demo = sub.add_parser(
+        "demo",
+        help="fit SYNTHETIC Chinchilla data and forecast famous models",
+        description="Fit the Chinchilla law to SYNTHETIC IsoFLOP data generated from the "
+        "Besiroglu et al. 2024 parameters (bayescale.datasets.chinchilla_synthetic); print the "
+        "posterior, diagnostics, forecasts for GPT-3, Gopher, Chinchilla and Llama 2 70B beside "
+        "the true values, and the compute-optimal allocation; write fit.png, frontier.png, "
+        "fit.nc, forecast.csv and allocation.csv to --out.",
+        epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    demo.add_argument("--out", default="bayescale-demo", help="output directory")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the sampler")
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"fewer draws: 4 chains x ({QUICK['num_warmup']} + {QUICK['num_samples']})",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    fit = sub.add_parser(
+        "fit",
+        parents=[data],
+        help="fit a law to a CSV of runs and forecast",
+        description="Fit a scaling law to the runs in a CSV file with NUTS, print the "
+        "posterior summary, convergence diagnostics and forecasts.",
+        epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    fit.add_argument("file", metavar="FILE", help="CSV file, one row per training run")
+    fit.add_argument("--law", default="chinchilla", help="law name (see `bayescale laws`)")
+    fit.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        metavar="N=..,D=..",
+        help="forecast target, e.g. N=70e9,D=1.4e12 or N=70B,D=1.4T (repeatable)",
+    )
+    fit.add_argument("--prob", type=_probability, default=0.9, help="interval mass (0.9)")
+    fit.add_argument("--out", metavar="FIT.nc", help="save the posterior (netCDF)")
+    fit.add_argument("--csv", metavar="FORECAST.csv", help="write the forecasts as CSV")
+    fit.set_defaults(handler=_cmd_fit)
+
+    optimal = sub.add_parser(
+        "optimal",
+        parents=[data],
+        help="compute-optimal N, D at given budgets",
+        description="Compute-optimal model size N*, tokens D*, tokens per parameter and loss at "
+        "each compute budget, with credible intervals, from a saved fit (.nc) or a CSV of runs "
+        "(fitted first).",
+        epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    optimal.add_argument("file", metavar="FILE_OR_FIT.nc", help="saved fit (.nc) or CSV of runs")
+    optimal.add_argument(
+        "--compute",
+        action="append",
+        required=True,
+        metavar="FLOP",
+        help="compute budget in FLOP, e.g. 5.88e23 (repeatable)",
+    )
+    optimal.add_argument("--law", default=None, help="law to fit a CSV with (chinchilla)")
+    optimal.add_argument("--prob", type=_probability, default=0.9, help="interval mass (0.9)")
+    optimal.set_defaults(handler=_cmd_optimal)
+
+    laws = sub.add_parser(
+        "laws", help="list the registered laws", description="List the registered laws."
+    )
+    laws.set_defaults(handler=_cmd_laws)
+    return parser
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bayescale`` command line.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on bad input or usage (one line on stderr), 130 on Ctrl-C.
+
+    Examples
+    --------
+    >>> main(["laws"])  # doctest: +SKIP
+    0
+    """
+    configure_xla()  # before JAX starts its backend (bayescale is imported lazily below)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    with _cli_warnings():
+        try:
+            return int(args.handler(args))
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if isinstance(exc, _user_errors()):
+                print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+                return 2
+            raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Shared test fixtures: strict JAX, paths to the shared real datasets, fast sampler settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: Sampler settings for tests: 4 chains x (400 + 600) draws keeps bulk ESS well above 400 on the
+#: shipped laws while a fit costs well under a second once compiled. One settings tuple means one
+#: compiled program per (law, data shape) for the whole suite.
+FAST = {"num_warmup": 400, "num_samples": 600}
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"the shared datasets are missing: expected {SHARED} beside the checkout")
+    return SHARED
+
+
+class CompileCounter(logging.Handler):
+    """Counts XLA compilations reported by ``jax.log_compiles``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "Compiling" in msg or "compiling" in msg:
+            self.messages.append(msg)
+
+
+@pytest.fixture
+def count_compiles():
+    """Context: ``with count_compiles() as c: ...; assert not c.messages``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counter():
+        handler = CompileCounter()
+        logger = logging.getLogger("jax")
+        old = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        try:
+            with jax.log_compiles(True):
+                yield handler
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old)
+
+    return counter

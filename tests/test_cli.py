@@ -1,0 +1,372 @@
+"""Tests of the ``bayescale`` command line (bayescale/cli.py).
+
+Most tests call :func:`bayescale.cli.main` in-process; two run the installed console script in a
+subprocess (exit status and the single stderr line on bad input, and the XLA device count set
+before JAX starts). One module-scoped fit (the suite's sampler settings, so the compiled NUTS
+program is shared with the other tests of the same data shape) serves the fit, optimal and
+refusal tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale import cli
+from bayescale.datasets import BESIROGLU_2024, chinchilla_synthetic, compute_optimal_N
+from bayescale.results import Convergence
+
+#: Sampler settings of tests/conftest.py FAST, also `demo --quick`: one compile for all.
+SAMPLER = ["--num-warmup", "400", "--num-samples", "600"]
+#: Forecast targets of the module fit: inside the data, 3x beyond it (Chinchilla), 40x beyond.
+TARGETS = {"N=1e9,D=2e10": (1e9, 2e10), "N=70B,D=1.4T": (70e9, 1.4e12), "N=1T,D=20T": (1e12, 2e13)}
+
+
+def _true_loss(N: float, D: float, p=BESIROGLU_2024) -> float:
+    return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+def run_cli(argv: list[str]) -> SimpleNamespace:
+    """``main(argv)`` in-process; captures stdout/stderr and leaves ``XLA_FLAGS`` as it was."""
+    saved = os.environ.get("XLA_FLAGS")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main([str(a) for a in argv])
+    finally:
+        if saved is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = saved
+    return SimpleNamespace(rc=rc, out=out.getvalue(), err=err.getvalue())
+
+
+def _error_line(result: SimpleNamespace, *, after_fit: bool = False) -> str:
+    """The error line of a failed command: the only stderr line, or after a fit the last one
+    (following the progress lines ``bayescale: compiling and sampling ...``)."""
+    assert result.rc == 2, (result.out, result.err)
+    assert "Traceback" not in result.err
+    lines = result.err.strip().splitlines()
+    if after_fit:
+        assert [line.startswith("bayescale: error: ") for line in lines].count(True) == 1
+    else:
+        assert len(lines) == 1, result.err
+    assert lines[-1].startswith("bayescale: error: "), lines[-1]
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def synthetic_csv(tmp_path_factory) -> Path:
+    """63 synthetic runs (seed 3) of the Besiroglu et al. 2024 law, written as CSV."""
+    path = tmp_path_factory.mktemp("cli") / "runs.csv"
+    chinchilla_synthetic(seed=3, as_data=False).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_csv) -> SimpleNamespace:
+    """One `bayescale fit` run with forecasts at 99% intervals, a saved fit and a forecast CSV."""
+    folder = synthetic_csv.parent
+    argv = ["fit", synthetic_csv, "--law", "chinchilla", *SAMPLER, "--prob", "0.99"]
+    for target in TARGETS:
+        argv += ["--predict", target]
+    argv += ["--out", folder / "fit.nc", "--csv", folder / "forecast.csv"]
+    result = run_cli(argv)
+    result.fit_path, result.csv_path = folder / "fit.nc", folder / "forecast.csv"
+    return result
+
+
+# --------------------------------------------------------------------------------- fit
+def _printed_forecast(out: str, target: str) -> tuple[float, float, float]:
+    """(loss_median, loss_lower, loss_upper) printed on the forecast line of ``target``."""
+    pattern = rf"^\s*{re.escape(target)}\s.*?\s(\d+\.\d+)\s+\[(\d+\.\d+), (\d+\.\d+)\]"
+    match = re.search(pattern, out, flags=re.MULTILINE)
+    assert match, f"no forecast line for {target} in:\n{out}"
+    return tuple(float(g) for g in match.groups())
+
+
+def test_fit_prints_summary_verdict_and_timing(fitted):
+    assert fitted.rc == 0, fitted.err
+    assert "Convergence: OK" in fitted.out
+    assert re.search(r"Timing: compile \d+\.\d s, sampling \d+\.\d+ s", fitted.out)
+    for name in ("E", "A", "B", "alpha", "beta", "sigma"):
+        assert re.search(rf"^{name}\s+\d", fitted.out, flags=re.MULTILINE), name
+    assert "compiling and sampling" in fitted.err
+    assert fitted.fit_path.is_file()
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_fit_forecast_brackets_the_true_law(fitted, target):
+    """The printed 99% interval of the mean loss contains the generating law's value.
+
+    Inside the data the posterior is tight (the interval must be < 2% wide); at 3x and 40x
+    beyond it widens but must stay informative (< 10% wide).
+    """
+    median, lower, upper = _printed_forecast(fitted.out, target)
+    truth = _true_loss(*TARGETS[target])
+    assert lower <= truth <= upper, (target, truth, lower, upper)
+    assert lower <= median <= upper
+    assert (upper - lower) / truth < (0.02 if target == "N=1e9,D=2e10" else 0.10)
+    # The CSV holds the same numbers unrounded.
+    table = pd.read_csv(fitted.csv_path).set_index("target")
+    assert table.loc[target, "loss_median"] == pytest.approx(median, abs=5e-5)
+    assert table.loc[target, "N"] * table.loc[target, "D"] * 6 == pytest.approx(
+        table.loc[target, "C"]
+    )
+
+
+def test_fit_warns_in_one_line_when_extrapolating(fitted, synthetic_csv):
+    lines = [line for line in fitted.err.splitlines() if "extrapolating" in line]
+    assert len(lines) == 1  # only N=1T,D=20T lies more than 10x beyond the data
+    runs = pd.read_csv(synthetic_csv)
+    factor = max(1e12 / runs["N"].max(), 2e13 / runs["D"].max())
+    assert lines[0].startswith(f"bayescale: warning: extrapolating {factor:.0f}x beyond")
+
+
+# --------------------------------------------------------------------------------- optimal
+def test_optimal_on_saved_fit_matches_the_true_optimum(fitted):
+    """N* at the Chinchilla budget: the 90% interval holds the law's closed-form optimum."""
+    result = run_cli(["optimal", fitted.fit_path, "--compute", "5.88e23", "--compute", "1e21"])
+    assert result.rc == 0, result.err
+    assert "Compute-optimal allocation" in result.out
+    rows = {}
+    for line in result.out.splitlines():
+        match = re.match(r"^\s*(5\.88e\+23|1e\+21)\s+(\S+)\s+\[(\S+), (\S+)\]", line)
+        if match:
+            rows[match.group(1)] = [_from_human(g) for g in match.groups()[1:]]
+    assert set(rows) == {"5.88e+23", "1e+21"}, result.out
+    for budget, (median, lower, upper) in rows.items():
+        truth = compute_optimal_N(float(budget), BESIROGLU_2024)
+        assert lower <= truth <= upper, (budget, truth, lower, upper)
+        assert lower <= median <= upper
+
+
+def _from_human(text: str) -> float:
+    scale = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+
+def test_optimal_fits_a_csv_first(synthetic_csv):
+    result = run_cli(["optimal", synthetic_csv, "--compute", "1e21", *SAMPLER])
+    assert result.rc == 0, result.err
+    assert "Convergence: OK" in result.out and "compiling and sampling" in result.err
+    line = next(row for row in result.out.splitlines() if row.lstrip().startswith("1e+21"))
+    median, lower, upper = (_from_human(g) for g in re.findall(r"[\d.]+B", line)[:3])
+    assert lower <= compute_optimal_N(1e21, BESIROGLU_2024) <= upper
+    assert lower <= median <= upper
+
+
+def test_fit_with_curves_fits_each_curve(tmp_path):
+    """Two curves from different seeds: one fit (and one saved file) per curve."""
+    frames = [chinchilla_synthetic(seed=s, as_data=False).assign(run_set=f"s{s}") for s in (1, 2)]
+    path = tmp_path / "curves.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    argv = ["fit", path, "--curve", "run_set", *SAMPLER, "--predict", "N=1e9,D=2e10"]
+    result = run_cli([*argv, "--out", tmp_path / "fit.nc", "--csv", tmp_path / "f.csv"])
+    assert result.rc == 0, result.err
+    assert "=== curve 's1' ===" in result.out and "=== curve 's2' ===" in result.out
+    assert bs.load(tmp_path / "fit-s1.nc").converged and bs.load(tmp_path / "fit-s2.nc").converged
+    table = pd.read_csv(tmp_path / "f.csv")
+    assert list(table["curve"]) == ["s1", "s2"]
+    truth = _true_loss(1e9, 2e10)
+    assert np.all((table["loss_lower"] <= truth) & (truth <= table["loss_upper"]))
+
+
+def test_optimal_rejects_a_law_other_than_the_saved_one(fitted):
+    line = _error_line(
+        run_cli(["optimal", fitted.fit_path, "--compute", "1e22", "--law", "power_n"])
+    )
+    assert "'chinchilla'" in line and "'power_n'" in line
+
+
+def _badly_unconverged(path: Path) -> bs.Fit:
+    good = bs.load(path)
+    bad = Convergence(
+        max_rhat=1.3,
+        min_ess_bulk=12.0,
+        min_ess_tail=9.0,
+        divergences=0,
+        num_draws=good.num_chains * good.num_draws,
+        min_bfmi=0.9,
+    )
+    assert bad.fails_badly
+    return dataclasses.replace(good, convergence=bad)
+
+
+def test_unconverged_fit_needs_force(fitted, synthetic_csv, monkeypatch):
+    bad = _badly_unconverged(fitted.fit_path)
+    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: bad)
+    argv = ["fit", synthetic_csv, "--predict", "N=70B,D=1.4T"]
+    refused = run_cli(argv)
+    line = _error_line(refused, after_fit=True)
+    assert "--force" in line and "R-hat 1.300" in line
+    assert "NOT CONVERGED" in refused.out  # the loud banner comes before the refusal
+    forced = run_cli([*argv, "--force"])
+    assert forced.rc == 0, forced.err
+    median, _, _ = _printed_forecast(forced.out, "N=70B,D=1.4T")
+    assert median > 0
+    warned = [line for line in forced.err.splitlines() if "did not converge" in line]
+    assert len(warned) == 1 and warned[0].startswith("bayescale: warning: ")
+
+    monkeypatch.setattr(bs, "load", lambda path: bad)
+    line = _error_line(run_cli(["optimal", fitted.fit_path, "--compute", "1e22"]))
+    assert "--force" in line
+    assert run_cli(["optimal", fitted.fit_path, "--compute", "1e22", "--force"]).rc == 0
+
+
+# --------------------------------------------------------------------------------- demo, laws
+def test_demo_quick_writes_figures_and_tables(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli(["demo", "--quick", "--out", out])
+    assert result.rc == 0, result.err
+    assert "SYNTHETIC" in result.out
+    for name in ("fit.png", "frontier.png", "fit.nc", "forecast.csv", "allocation.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    forecast = pd.read_csv(out / "forecast.csv").set_index("model")
+    assert list(forecast.index) == ["GPT-3", "Gopher", "Chinchilla", "Llama 2 70B"]
+    truth = _true_loss(forecast["N"].to_numpy(), forecast["D"].to_numpy())
+    np.testing.assert_allclose(forecast["true_loss"], truth, rtol=1e-12)
+    # 90% intervals, up to 13x beyond the data: each must hold the truth (seed 0 is fixed).
+    assert np.all((forecast["loss_lower"] <= truth) & (truth <= forecast["loss_upper"]))
+    allocation = pd.read_csv(out / "allocation.csv")
+    np.testing.assert_allclose(
+        allocation["true_N_opt"], compute_optimal_N(allocation["compute"], BESIROGLU_2024)
+    )
+    assert bs.load(out / "fit.nc").converged
+
+
+def test_laws_lists_chinchilla_with_formula_and_citation():
+    result = run_cli(["laws"])
+    assert result.rc == 0
+    line = next(row for row in result.out.splitlines() if row.startswith("chinchilla "))
+    assert "L = E + A / N^alpha + B / D^beta" in line and "arXiv:2203.15556" in line
+    listed = {row.split()[0] for row in result.out.splitlines()[1:]}
+    assert listed == set(bs.laws.available())
+
+
+# --------------------------------------------------------------------------------- bad input
+@pytest.fixture
+def bad_inputs(tmp_path, synthetic_csv) -> dict[str, Path]:
+    good = pd.read_csv(synthetic_csv)
+    nan = good.copy()
+    nan.loc[5, "loss"] = np.nan
+    (tmp_path / "nan.csv").write_text(nan.to_csv(index=False))
+    (tmp_path / "empty.csv").write_text("")
+    dup = good.iloc[[0, 9, 18, 0]]  # 4 rows, one repeated: too few for 6 parameters
+    (tmp_path / "dup.csv").write_text(dup.to_csv(index=False))
+    return {p.stem: p for p in tmp_path.glob("*.csv")} | {"good": synthetic_csv}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["fit", "{nan}"], r"column 'loss', row 5 \(CSV line 7\): value nan is not a finite"),
+        (["fit", "{good}", "--law", "chinchila"], r"unknown law 'chinchila'; known laws: "),
+        (["fit", "{good}", "--loss", "final_loss"], r"no column 'final_loss' for loss"),
+        (["fit", "{empty}"], r"has no data rows"),
+        (["fit", "{good}", "--predict", "N=-70e9,D=1.4T"], r"N value '-70e9' must be > 0"),
+        (["fit", "{good}", "--predict", "N=70B"], r"'chinchilla' needs N, D to predict; missing D"),
+        (["fit", "{good}", "--likelihood", "laplace", "--N", "C"], r"column 'C' is used for both"),
+        (["fit", "{good}", "--predict", "P=70B"], r"expected comma-separated N=\.\.\."),
+        (["fit", "{good}", "--likelihood", "normal", "--law", "nope"], r"unknown law 'nope'"),
+        (["fit", "{missing}"], r"no such file: .*missing\.csv"),
+        (["optimal", "{missing_nc}", "--compute", "1e22"], r"no such file"),
+        (["optimal", "{good}", "--compute", "0"], r"--compute '0': value '0' must be > 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, expected, bad_inputs, tmp_path):
+    paths = {**bad_inputs, "missing": tmp_path / "missing.csv", "missing_nc": tmp_path / "x.nc"}
+    result = run_cli([a.format(**paths) for a in argv])
+    line = _error_line(result)
+    assert re.search(expected, line), line
+
+
+def test_data_warnings_are_one_line_each(bad_inputs):
+    result = run_cli(["fit", bad_inputs["dup"]])
+    warning, error = result.err.strip().splitlines()
+    assert warning.startswith("bayescale: warning: 1 duplicated row")
+    assert error.startswith("bayescale: error: fewer points than parameters")
+    assert result.rc == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["fit"], ["fit", "x.csv", "--prob", "1.5"], ["fit", "x.csv", "--likelihood", "cauchy"]],
+)
+def test_usage_errors_exit_2(argv):
+    result = run_cli(argv)
+    assert result.rc == 2
+    assert result.err.strip().splitlines()[-1].startswith("bayescale")
+    assert "Traceback" not in result.err
+
+
+def test_help_documents_parallel_chains():
+    result = run_cli(["--help"])
+    assert result.rc == 0
+    assert "xla_force_host_platform_device_count" in result.out
+    assert "min(4, CPU cores)" in result.out
+
+
+def test_configure_xla_sets_the_device_count_only_when_absent():
+    env: dict[str, str] = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+    cli.configure_xla(env)
+    count = min(4, os.cpu_count() or 1)
+    assert env["XLA_FLAGS"] == (
+        f"--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count={count}"
+    )
+    mine = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    cli.configure_xla(mine)
+    assert mine == {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+
+
+# --------------------------------------------------------------------------------- subprocess
+def _console_script() -> list[str]:
+    script = shutil.which("bayescale", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "bayescale.cli"]
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def test_console_script_bad_csv_exit_2_one_line(bad_inputs):
+    proc = subprocess.run(
+        [*_console_script(), "fit", str(bad_inputs["nan"]), "--predict", "N=70B,D=1.4T"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "bayescale: error: column 'loss', row 5 (CSV line 7): value nan is not a finite number"
+    ]
+
+
+def test_chains_get_parallel_devices_although_the_package_imports_jax():
+    """`import bayescale.cli` imports JAX, but XLA reads the flag at backend start-up."""
+    code = (
+        "import bayescale.cli as c; c.configure_xla(); import jax; print(jax.local_device_count())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_clean_env(), timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == min(4, os.cpu_count() or 1)

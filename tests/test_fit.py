@@ -1,0 +1,228 @@
+"""bs.fit end to end: real data, forecasts, containers, storage, compile cache, gates, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import numpyro.distributions as dist
+import pandas as pd
+import pytest
+from conftest import FAST
+from scipy import stats
+
+import bayescale as bs
+from bayescale.datasets import BESIROGLU_2024
+
+EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+EPOCH_95_WIDTH = {"alpha": 0.056, "beta": 0.084}  # Besiroglu et al. 2024, bootstrap intervals
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return bs.datasets.chinchilla_synthetic(seed=0)
+
+
+@pytest.fixture(scope="module")
+def synth_fit(synthetic):
+    return bs.fit(synthetic, law="chinchilla", rng_key=0, **FAST)
+
+
+@pytest.fixture(scope="module")
+def epoch(shared):
+    return bs.datasets.load("epoch-chinchilla", data_dir=shared, drop_highest_loss=5)
+
+
+def test_epoch_real_data_matches_epoch_estimate(epoch):
+    """Epoch's estimate is a Huber (robust) fit; its Bayesian analogue is the Student-t
+    likelihood with learnt degrees of freedom. Default sampler settings, as users run it."""
+    assert len(epoch) == 240
+    fit = bs.fit(epoch, law="chinchilla", likelihood="student_t", rng_key=0)
+    conv = fit.convergence
+    assert conv.max_rhat <= 1.01 and conv.divergences == 0, conv
+    s = fit.summary(prob=0.95)
+    for k, v in EPOCH.items():
+        z = (s.loc[k, "median"] - v) / s.loc[k, "sd"]
+        assert abs(z) <= 2.0, f"{k}: median {s.loc[k, 'median']:.4g} is {z:.2f} sd from {v}"
+    for k, width in EPOCH_95_WIDTH.items():
+        ours = s.loc[k, "97.5%"] - s.loc[k, "2.5%"]
+        assert ours >= 0.5 * width, f"{k}: 95% width {ours:.4f} < half of Epoch's {width}"
+
+
+def test_summary_and_predict_against_the_true_law(synth_fit):
+    assert synth_fit.converged, synth_fit.convergence.problems
+    s = synth_fit.summary()
+    assert list(s.index) == ["E", "A", "B", "alpha", "beta", "sigma"]
+    assert {"mean", "sd", "median", "5%", "95%", "ess_bulk", "ess_tail", "r_hat"} <= set(s.columns)
+    p = BESIROGLU_2024
+    N, D = np.array([1e9, 7e10]), np.array([2e10, 1.4e12])
+    true = p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+    pred = synth_fit.predict(N=N, D=D, prob=0.9)
+    assert np.all(pred.loss_lower <= true) and np.all(true <= pred.loss_upper), (pred, true)
+    # predictive intervals are wider than the mean function's and contain them
+    assert np.all(pred.pred_lower < pred.loss_lower) and np.all(pred.pred_upper > pred.loss_upper)
+    # the predictive spread of log loss matches the noise: width ~ 2 * 1.645 * sigma near data
+    near = synth_fit.predict(N=1e9, D=2e10, prob=0.9)
+    width = np.log(near.pred_upper[0] / near.pred_lower[0])
+    assert width == pytest.approx(2 * 1.645 * 0.01, rel=0.25)
+    assert pred.extrapolation[0] == pytest.approx(1.0) or pred.extrapolation[0] < 10
+
+
+def test_predict_fills_the_third_input_from_c_equals_6nd(synth_fit):
+    a = synth_fit.predict(N=70e9, D=1.4e12)
+    b = synth_fit.predict(N=70e9, C=6 * 70e9 * 1.4e12)
+    pd.testing.assert_frame_equal(a, b[a.columns], rtol=1e-12)
+    assert a.C[0] == pytest.approx(6 * 70e9 * 1.4e12)
+
+
+def test_predict_warns_far_beyond_the_data_and_rejects_bad_targets(synth_fit):
+    with pytest.warns(bs.ExtrapolationWarning, match="beyond the fitted data"):
+        synth_fit.predict(N=1e13, D=1e14)
+    with pytest.raises(bs.DataError, match="N"):
+        synth_fit.predict(N=-1.0, D=1e12)
+    with pytest.raises(bs.DataError, match="missing D"):
+        synth_fit.predict(N=1e9)
+
+
+def test_pointwise_log_likelihood_in_container_matches_scipy(synth_fit):
+    idata = synth_fit.to_arviz()
+    from bayescale import _arviz_compat as azc
+
+    ll = np.asarray(azc.group(idata, "log_likelihood")["loss"])
+    assert ll.shape == (4, FAST["num_samples"], len(synth_fit.data))
+    post = azc.group(idata, "posterior")
+    assert {"E", "A", "B", "alpha", "beta", "sigma", "frac"} <= set(post.data_vars)
+    c, d = 1, 7
+    draw = {k: float(v[c, d]) for k, v in synth_fit.samples.items()}
+    import jax.numpy as jnp
+
+    mu = np.asarray(
+        synth_fit.law.log_predict(
+            {k: jnp.asarray(draw[k]) for k in synth_fit.law.param_names},
+            {k: jnp.asarray(v) for k, v in synth_fit.data.log_inputs().items()},
+            {k: jnp.asarray(v) for k, v in synth_fit.ref.items()},
+        )
+    )
+    want = stats.norm.logpdf(synth_fit.data.log_loss, mu, draw["sigma"])
+    np.testing.assert_allclose(ll[c, d], want, rtol=1e-9)
+    st = azc.group(idata, "sample_stats")
+    assert {"diverging", "energy", "n_steps", "acceptance_rate"} <= set(st.data_vars)
+
+
+def test_save_load_round_trip(synth_fit, tmp_path):
+    path = synth_fit.save(tmp_path / "fit.nc")
+    back = bs.load(path)
+    pd.testing.assert_frame_equal(back.summary(), synth_fit.summary())
+    pd.testing.assert_frame_equal(
+        back.predict(N=7e10, D=1.4e12), synth_fit.predict(N=7e10, D=1.4e12)
+    )
+    assert back.law is synth_fit.law and back.convergence == synth_fit.convergence
+    np.testing.assert_array_equal(back.data.loss, synth_fit.data.loss)
+
+
+def test_fit_is_immutable_and_reproducible(synthetic, synth_fit):
+    with pytest.raises(ValueError):
+        synth_fit.samples["alpha"][0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        synth_fit.data = None
+    again = bs.fit(synthetic, law="chinchilla", rng_key=0, **FAST)
+    np.testing.assert_array_equal(again.samples["alpha"], synth_fit.samples["alpha"])
+
+
+def test_second_fit_on_same_shaped_data_compiles_nothing(synth_fit, count_compiles):
+    other = bs.datasets.chinchilla_synthetic(seed=5)  # same design, new noise
+    assert len(other) == len(synth_fit.data)
+    with count_compiles() as compiles:
+        fit = bs.fit(other, law="chinchilla", rng_key=3, **FAST)
+        fit.predict(N=7e10, D=1.4e12)
+        fit.summary()
+    assert fit.timing["compile_s"] == 0.0
+    assert compiles.messages == [], compiles.messages[:3]
+
+
+def test_repr_and_html(synth_fit):
+    text = repr(synth_fit)
+    assert "chinchilla" in text and "converged" in text and "alpha" in text
+    assert "<table" in synth_fit._repr_html_()
+
+
+@pytest.mark.parametrize("likelihood", ["student_t", "laplace", "normal"])
+def test_other_likelihoods_recover_the_exponents(synthetic, likelihood):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        fit = bs.fit(synthetic, law="chinchilla", likelihood=likelihood, rng_key=1, **FAST)
+    s = fit.summary(prob=0.99)
+    for k in ("alpha", "beta", "E"):
+        assert s.loc[k, "0.5%"] <= BESIROGLU_2024[k] <= s.loc[k, "99.5%"], (likelihood, k, s)
+
+
+def test_prior_override_moves_the_posterior(synthetic):
+    tight = dist.Normal(0.5, 0.002)  # far from the truth 0.3478, and very confident
+    fit = bs.fit(
+        synthetic, law="chinchilla", priors={"alpha": tight}, rng_key=0, retry=False, **FAST
+    )
+    assert abs(np.median(fit.params["alpha"]) - 0.5) < 0.01
+    with pytest.raises(bs.ModelError, match="unknown parameter"):
+        bs.fit(synthetic, law="chinchilla", priors={"gamma": tight})
+
+
+def test_user_law_fits_by_name():
+    law = bs.laws.from_function(
+        "test_fit_user_power",
+        lambda N, E, A, alpha: E + A * N**-alpha,
+        inputs=("N",),
+        priors={
+            "E": dist.LogNormal(0.5, 0.5),
+            "A": dist.LogNormal(5.0, 2.0),
+            "alpha": dist.LogNormal(-1.0, 0.7),
+        },
+    )
+    bs.laws.register(law, overwrite=True)
+    rng = np.random.default_rng(0)
+    N = np.logspace(7, 10, 20)
+    loss = (1.7 + 400 * N**-0.34) * np.exp(0.01 * rng.standard_normal(20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        fit = bs.fit(bs.from_arrays(N=N, loss=loss), law="test_fit_user_power", **FAST)
+    s = fit.summary(prob=0.99)
+    assert s.loc["alpha", "0.5%"] <= 0.34 <= s.loc["alpha", "99.5%"]
+    assert fit.convergence.divergences == 0
+
+
+def test_unconverged_fit_refuses_to_forecast(synthetic):
+    with pytest.warns(bs.ConvergenceWarning, match="did not converge"):
+        bad = bs.fit(
+            synthetic, law="chinchilla", num_warmup=5, num_samples=20, retry=False, rng_key=0
+        )
+    assert not bad.converged and bad.convergence.fails_badly
+    with pytest.raises(bs.UnconvergedError, match="allow_unconverged"):
+        bad.predict(N=7e10, D=1.4e12)
+    with pytest.warns(bs.ConvergenceWarning, match="do not trust"):
+        out = bad.predict(N=7e10, D=1.4e12, allow_unconverged=True)
+    assert out.attrs["converged"] is False
+    assert "NOT CONVERGED" in repr(bad)
+
+
+def test_bad_fit_requests_raise_typed_errors(synthetic):
+    with pytest.raises(bs.UnknownLawError, match="known laws"):
+        bs.fit(synthetic, law="chinchila")
+    few = bs.from_arrays(N=[1e8, 1e9, 1e10], D=[1e9, 1e10, 1e11], loss=[3.0, 2.5, 2.2])
+    with pytest.raises(bs.DataError, match="fewer"):
+        bs.fit(few, law="chinchilla")
+    one_scale = bs.from_arrays(N=[1e8] * 10, D=np.logspace(9, 11, 10), loss=np.linspace(3, 2, 10))
+    with pytest.raises(bs.DataError, match="distinct"):
+        bs.fit(one_scale, law="chinchilla")
+    no_d = bs.from_arrays(N=np.logspace(7, 9, 10), loss=np.linspace(3, 2, 10))
+    with pytest.raises(bs.DataError, match="D"):
+        bs.fit(no_d, law="chinchilla")
+    with pytest.raises(bs.ModelError, match="likelihood"):
+        bs.fit(synthetic, law="chinchilla", likelihood="cauchy")
+
+
+def test_float32_opt_in_agrees_with_float64(synthetic, synth_fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        f32 = bs.fit(synthetic, law="chinchilla", dtype="float32", rng_key=0, **FAST)
+    a, b = f32.summary(), synth_fit.summary()
+    for k in ("E", "alpha", "beta"):
+        assert abs(a.loc[k, "mean"] - b.loc[k, "mean"]) <= 0.25 * b.loc[k, "sd"], k
