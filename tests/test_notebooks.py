@@ -1,0 +1,35 @@
+"""Every notebook runs top to bottom in fast mode (short chains), as a user would run it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_exist():
+    assert {p.name for p in NOTEBOOKS} >= {"forecasting.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_fast_mode(path, shared, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        f"{path.name} is committed with outputs; clear them"
+    )
+    monkeypatch.setenv("BAYESCALE_FAST", "1")
+    monkeypatch.setenv("BAYESCALE_DATA_DIR", str(shared))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    assert os.environ.get("BAYESCALE_FAST") == "1"
