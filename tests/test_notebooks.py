@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbclient
@@ -32,4 +31,3 @@ def test_notebook_runs_in_fast_mode(path, shared, monkeypatch):
     client.execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    assert os.environ.get("BAYESCALE_FAST") == "1"
