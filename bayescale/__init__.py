@@ -18,6 +18,7 @@ _jax.config.update("jax_enable_x64", True)
 
 from . import datasets, laws  # noqa: E402
 from ._fit import fit  # noqa: E402
+from .batch import BatchFit, fit_many, load_batch  # noqa: E402
 from .data import (  # noqa: E402
     DataError,
     DataWarning,
@@ -40,6 +41,7 @@ from .results import (  # noqa: E402
 )
 
 __all__ = [
+    "BatchFit",
     "Convergence",
     "ConvergenceWarning",
     "DataError",
@@ -57,9 +59,11 @@ __all__ = [
     "build_model",
     "datasets",
     "fit",
+    "fit_many",
     "from_arrays",
     "from_dataframe",
     "laws",
     "load",
+    "load_batch",
     "read_csv",
 ]

@@ -481,6 +481,42 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_many(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    import bayescale as bs
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not args.curve:
+        raise ValueError("fit-many needs --curve COL, the column of curve ids")
+    columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "run")}
+    columns = {k: v for k, v in columns.items() if v is not None}
+    batch = bs.fit_many(
+        str(path),
+        args.law,
+        curve=args.curve,
+        columns=columns,
+        likelihood=args.likelihood,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        batch_size=args.batch_size,
+        rng_key=args.seed,
+        progress=not args.quiet,
+    )
+    summary = batch.summary(prob=args.prob)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(summary.to_string(float_format=lambda x: f"{x:.4g}"))
+    counts = summary["status"].value_counts()
+    print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if args.out:
+        batch.save(args.out)
+        print(f"Saved the batch posterior to {args.out}")
+    return 0
+
+
 def _cmd_optimal(args: argparse.Namespace) -> int:
     import bayescale as bs
 
@@ -703,6 +739,26 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", metavar="FIT.nc", help="save the posterior (netCDF)")
     fit.add_argument("--csv", metavar="FORECAST.csv", help="write the forecasts as CSV")
     fit.set_defaults(handler=_cmd_fit)
+
+    many = sub.add_parser(
+        "fit-many",
+        parents=[data],
+        help="fit one law to every curve of a long-format CSV",
+        description="Fit a law to every curve (rows sharing a --curve id) of a CSV in one "
+        "compiled, vmapped NUTS program per shape; print one row per curve with parameter "
+        "intervals, diagnostics and a status (ok, divergences, rhat_high, ess_low, "
+        "invalid_input). A curve with bad input is reported; the others still fit.",
+        epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    many.add_argument("file", metavar="FILE", help="long-format CSV, one row per point")
+    many.add_argument("--law", default="power_n", help="law name (see `bayescale laws`)")
+    many.add_argument("--prob", type=_probability, default=0.9, help="interval mass (0.9)")
+    many.add_argument("--batch-size", type=_count(1), default=1024, help="curves per chunk")
+    many.add_argument("--quiet", action="store_true", help="no progress bar")
+    many.add_argument("--out", metavar="BATCH.nc", help="save the batch posterior (netCDF)")
+    many.set_defaults(handler=_cmd_fit_many)
 
     optimal = sub.add_parser(
         "optimal",

@@ -501,8 +501,8 @@ def _check_prob(prob: float) -> None:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
 
 
-def load(path: str | Path) -> Fit:
-    """Read a fit written by :meth:`Fit.save`.
+def load(path: str | Path):
+    """Read a fit written by :meth:`Fit.save` (or a batch written by ``BatchFit.save``).
 
     The law is looked up by name in the registry (register a custom law before loading).
     Custom priors are not stored; the loaded fit predicts from the stored draws unchanged.
@@ -510,6 +510,10 @@ def load(path: str | Path) -> Fit:
     container = azc.from_netcdf(path)
     post = azc.group(container, "posterior")
     attrs = dict(post.attrs)
+    if attrs.get("bayescale_kind") == "batch":
+        from .batch import load_batch
+
+        return load_batch(path)
     law = get_law(str(attrs["law"]))
     df = attrs["df"]
     spec = build_model(

@@ -370,3 +370,27 @@ def test_chains_get_parallel_devices_although_the_package_imports_jax():
     )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) == min(4, os.cpu_count() or 1)
+
+
+def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    truth = {"task_0": (1.7, 400.0, 0.34), "task_1": (2.0, 300.0, 0.30)}
+    rows = []
+    for task, (E, A, alpha) in truth.items():
+        for N in np.logspace(7, 10, 15):
+            rows.append((task, N, (E + A * N**-alpha) * np.exp(0.01 * rng.standard_normal())))
+    rows += [("bad", 1e8, float("nan")), ("bad", 1e9, 3.0), ("bad", 1e10, 2.9)]
+    path = tmp_path / "curves.csv"
+    pd.DataFrame(rows, columns=["task", "N", "loss"]).to_csv(path, index=False)
+    out = tmp_path / "batch.nc"
+    rc = cli.main(
+        ["fit-many", str(path), "--curve", "task", "--law", "power_n", "--quiet", "--out", str(out)]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "invalid_input" in text and "status: ok 2, invalid_input 1" in text
+    batch = bs.load(out)
+    s = batch.summary(prob=0.99)
+    for task, (E, _, alpha) in truth.items():
+        assert s.loc[task, "alpha_lower"] <= alpha <= s.loc[task, "alpha_upper"], task
+        assert s.loc[task, "E_lower"] <= E <= s.loc[task, "E_upper"], task
