@@ -28,6 +28,14 @@ from .data import (  # noqa: E402
     from_dataframe,
     read_csv,
 )
+from .infer.optimize import (  # noqa: E402
+    OptimizationWarning,
+    PointFit,
+    UnconvergedOptimumError,
+    hoffmann_starts,
+    huber_objective_hoffmann,
+    optimize,
+)
 from .laws import Law, Parameter, UnknownLawError  # noqa: E402
 from .model import ModelError, build_model  # noqa: E402
 from .results import (  # noqa: E402
@@ -50,9 +58,12 @@ __all__ = [
     "Fit",
     "Law",
     "ModelError",
+    "OptimizationWarning",
     "Parameter",
+    "PointFit",
     "ScalingData",
     "UnconvergedError",
+    "UnconvergedOptimumError",
     "UnknownLawError",
     "__version__",
     "as_scaling_data",
@@ -62,8 +73,11 @@ __all__ = [
     "fit_many",
     "from_arrays",
     "from_dataframe",
+    "hoffmann_starts",
+    "huber_objective_hoffmann",
     "laws",
     "load",
     "load_batch",
+    "optimize",
     "read_csv",
 ]

@@ -39,6 +39,7 @@ def fit(
     data: Any,
     law: str | Law = "chinchilla",
     *,
+    method: str = "nuts",
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float | None = None,
@@ -52,7 +53,7 @@ def fit(
     rng_key: Any = 0,
     retry: bool = True,
     dtype: str = "float64",
-) -> Fit:
+) -> Fit | Any:
     """Fit a scaling law to training runs with NUTS and return the posterior.
 
     Parameters
@@ -62,6 +63,11 @@ def fit(
         arrays with columns ``N`` (parameters), ``D`` (tokens) and/or ``C`` (FLOP), and ``loss``.
     law
         Law name (``bayescale.laws.available()``) or a :class:`~bayescale.laws.Law`.
+    method
+        ``"nuts"`` (the posterior; default) or ``"map"``: the multi-start maximum a posteriori
+        point under the same model and priors, returned as a
+        :class:`~bayescale.infer.optimize.PointFit` (see :func:`bayescale.optimize` for Huber
+        and least-squares point fits and bootstrap intervals).
     likelihood
         ``"lognormal"`` (Normal on log loss, default), ``"student_t"`` (robust; heavy tails for
         outlying runs, degrees of freedom ``df`` or learnt when ``df=None``), ``"laplace"``
@@ -110,6 +116,14 @@ def fit(
     >>> fit = bs.fit(data, law="chinchilla")                     # doctest: +SKIP
     >>> fit.predict(N=70e9, D=1.4e12, prob=0.9)                  # doctest: +SKIP
     """
+    if method == "map":
+        from .infer.optimize import optimize
+
+        return optimize(
+            data, law, objective="map", priors=priors, likelihood=likelihood, df=df, rng_key=rng_key
+        )
+    if method != "nuts":
+        raise ValueError(f"method must be 'nuts' or 'map', got {method!r}")
     data = as_scaling_data(data)
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
     law = spec.law
