@@ -9,10 +9,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from .data import ScalingData, as_scaling_data
+from .data import DataError, ScalingData, as_scaling_data
 from .infer.nuts import SamplerConfig, run_nuts
 from .laws import Law
-from .model import build_model
+from .model import PROPORTION_LIKELIHOODS, build_model
 from .results import ConvergenceWarning, Fit, diagnose
 
 #: Target acceptance probability of the automatic retry of a fit with divergences or high R-hat.
@@ -43,6 +43,7 @@ def fit(
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float | None = None,
+    trials: int | None = None,
     num_warmup: int = 500,
     num_samples: int = 1000,
     num_chains: int = 4,
@@ -71,11 +72,15 @@ def fit(
     likelihood
         ``"lognormal"`` (Normal on log loss, default), ``"student_t"`` (robust; heavy tails for
         outlying runs, degrees of freedom ``df`` or learnt when ``df=None``), ``"laplace"``
-        (the Bayesian analogue of the Huber/L1 fits of Hoffmann et al.), ``"normal"`` (on loss).
+        (the Bayesian analogue of the Huber/L1 fits of Hoffmann et al.), ``"normal"`` (on loss);
+        for accuracies in (0, 1) (e.g. the ``sigmoid_c`` law): ``"beta"`` or ``"binomial"``
+        (with ``trials``).
     priors
         Per-parameter prior overrides: name -> NumPyro distribution (``"sigma"`` is the noise).
     df
         Student-t degrees of freedom; ``None`` learns them (prior Gamma(2, 0.1)).
+    trials
+        Number of benchmark items behind each accuracy, for ``likelihood="binomial"``.
     num_warmup, num_samples, num_chains
         NUTS iterations per chain and the number of chains. Cost is linear in
         ``num_chains * (num_warmup + num_samples)``; chains run in parallel over local devices.
@@ -125,8 +130,17 @@ def fit(
     if method != "nuts":
         raise ValueError(f"method must be 'nuts' or 'map', got {method!r}")
     data = as_scaling_data(data)
-    spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
+    if likelihood in PROPORTION_LIKELIHOODS and not np.all(data.loss < 1.0):
+        row = int(np.argmax(data.loss >= 1.0))
+        raise DataError(
+            f"the {likelihood} likelihood models accuracies in (0, 1); row {row} has "
+            f"{data.loss[row]!r}",
+            column="loss",
+            row=row,
+            value=float(data.loss[row]),
+        )
     data.require(law.inputs, num_params=spec_size(spec), law=law.name)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")

@@ -19,8 +19,20 @@ from numpyro import handlers
 from .laws import Law
 from .laws import get as get_law
 
-#: Likelihood names: Normal on log loss (default), Student-t on log loss, Normal on loss.
-LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal")
+#: Likelihood names: Normal on log loss (default), Student-t / Laplace on log loss, Normal on
+#: loss; for accuracies in (0, 1): Beta (mean-precision) and beta-binomial counts of items.
+LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal", "beta", "binomial")
+#: Likelihoods of a proportion: the law's prediction must lie in (0, 1).
+PROPORTION_LIKELIHOODS = ("beta", "binomial")
+
+
+def beta_precision(sigma):
+    """Beta precision ``phi`` whose standard deviation at mean 0.5 is ``sigma``.
+
+    ``Var = mu (1 - mu) / (1 + phi)``, so ``sigma`` keeps the meaning it has for the ``normal``
+    likelihood (the noise of one observed accuracy, at 50%).
+    """
+    return jnp.maximum(0.25 / jnp.square(sigma) - 1.0, 1e-6)
 
 
 class ModelError(ValueError):
@@ -37,23 +49,30 @@ class ModelSpec:
         The scaling law.
     likelihood
         ``"lognormal"`` (Normal on log loss, default), ``"student_t"`` (Student-t on log loss with
-        ``df`` degrees of freedom; robust to outlying runs), or ``"normal"`` (Normal on loss).
+        ``df`` degrees of freedom; robust to outlying runs), ``"normal"`` (Normal on loss), or,
+        for accuracies, ``"beta"`` (Beta with mean the law and standard deviation ``sigma`` at
+        50%) and ``"binomial"`` (beta-binomial: ``trials`` items per evaluation plus a spread
+        ``sigma`` between runs; plain binomial as ``sigma -> 0``).
     priors
         Overrides of default priors, parameter name -> distribution or ``ref -> distribution``.
         ``"sigma"`` names the noise scale.
     df
         Degrees of freedom of the Student-t likelihood.
+    trials
+        Number of items of the benchmark (``"binomial"`` only), e.g. 14042 for MMLU.
     """
 
     law: Law
     likelihood: str = "lognormal"
     priors: tuple[tuple[str, Any], ...] = ()
     df: float = 4.0
+    trials: float | None = None
 
     @property
     def key(self) -> tuple:
         """Cache key: two specs with equal keys build the same compiled program."""
-        return (id(self.law), self.likelihood, tuple((k, id(v)) for k, v in self.priors), self.df)
+        priors = tuple((k, id(v)) for k, v in self.priors)
+        return (id(self.law), self.likelihood, priors, self.df, self.trials)
 
     @property
     def site_names(self) -> tuple[str, ...]:
@@ -70,7 +89,7 @@ class ModelSpec:
         if name == "nu":
             return dist.Gamma(2.0, 0.1)
         if name == "sigma":
-            if self.likelihood == "normal":
+            if self.likelihood in ("normal", *PROPORTION_LIKELIHOODS):
                 return dist.HalfNormal(0.1 * jnp.exp(ref["loss"]))
             return dist.HalfNormal(0.1)
         (param,) = [p for p in self.law.parameters if p.name == name]
@@ -92,6 +111,16 @@ class ModelSpec:
                 numpyro.sample("obs", dist.StudentT(nu, mu, sigma), obs=log_loss)
             elif self.likelihood == "laplace":
                 numpyro.sample("obs", dist.Laplace(mu, sigma), obs=log_loss)
+            elif self.likelihood in PROPORTION_LIKELIHOODS:
+                m = jnp.clip(jnp.exp(mu), 1e-9, 1.0 - 1e-9)
+                phi = beta_precision(sigma)
+                obs = None if log_loss is None else jnp.exp(log_loss)
+                if self.likelihood == "beta":
+                    numpyro.sample("obs", dist.Beta(m * phi, (1.0 - m) * phi), obs=obs)
+                else:
+                    n = self.trials
+                    count = None if obs is None else jnp.round(obs * n)
+                    numpyro.sample("obs", dist.BetaBinomial(m * phi, (1.0 - m) * phi, n), obs=count)
             else:
                 obs = None if log_loss is None else jnp.exp(log_loss)
                 numpyro.sample("obs", dist.Normal(jnp.exp(mu), sigma), obs=obs)
@@ -103,6 +132,7 @@ def build_model(
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float = 4.0,
+    trials: float | None = None,
 ) -> ModelSpec:
     """Build the NumPyro model for ``law`` with a likelihood and optional prior overrides.
 
@@ -111,11 +141,14 @@ def build_model(
     law
         Law name (see ``bayescale.laws.available()``) or a :class:`~bayescale.laws.Law`.
     likelihood
-        One of ``"lognormal"``, ``"student_t"``, ``"normal"``.
+        One of ``"lognormal"``, ``"student_t"``, ``"laplace"``, ``"normal"``, ``"beta"``,
+        ``"binomial"``.
     priors
         Per-parameter prior overrides (NumPyro distributions, or callables of the reference).
     df
         Student-t degrees of freedom.
+    trials
+        Items per evaluation for ``"binomial"`` (required there, unused otherwise).
 
     Returns
     -------
@@ -149,4 +182,14 @@ def build_model(
     if df is not None and not (df > 0):
         raise ModelError(f"Student-t degrees of freedom must be > 0 or None (learnt), got {df}")
     df = None if df is None else float(df)
-    return ModelSpec(law=law, likelihood=likelihood, priors=tuple(priors.items()), df=df)
+    if likelihood == "binomial":
+        if trials is None or not (float(trials) >= 1 and float(trials) == int(trials)):
+            raise ModelError(
+                f"the binomial likelihood needs trials= (items per evaluation), got {trials!r}"
+            )
+        trials = float(trials)
+    elif trials is not None:
+        raise ModelError(f"trials= applies to the binomial likelihood only, not {likelihood!r}")
+    return ModelSpec(
+        law=law, likelihood=likelihood, priors=tuple(priors.items()), df=df, trials=trials
+    )

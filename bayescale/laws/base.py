@@ -20,6 +20,8 @@ import jax.numpy as jnp
 #: ``{"N": 20.1, "D": 23.4, "C": 46.0, "loss": 1.1}``. Values are JAX/NumPy scalars; the dict is a
 #: pytree argument of compiled functions, so new data never triggers recompilation.
 Reference = Mapping[str, Any]
+#: Inputs a law may read: parameters, tokens, compute (FLOP) and unique tokens (repeated data).
+INPUTS = ("N", "D", "C", "U")
 #: Builds a NumPyro distribution from the reference point (priors centred on the data's scale).
 PriorFn = Callable[[Reference], Any]
 
@@ -71,7 +73,7 @@ class Law:
     name
         Registry name, e.g. ``"chinchilla"``.
     inputs
-        Which inputs the law reads, from ``("N", "D", "C")``.
+        Which inputs the law reads, from ``("N", "D", "C", "U")`` (``U``: unique tokens).
     parameters
         The sampled (reference-centred) parameters with their default priors.
     log_predict
@@ -98,9 +100,9 @@ class Law:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = [x for x in self.inputs if x not in ("N", "D", "C")]
+        bad = [x for x in self.inputs if x not in INPUTS]
         if bad:
-            raise ValueError(f"law {self.name!r}: unknown inputs {bad}; use N, D or C")
+            raise ValueError(f"law {self.name!r}: unknown inputs {bad}; use {', '.join(INPUTS)}")
         if not self.natural_names:
             object.__setattr__(self, "natural_names", self.param_names)
 

@@ -8,8 +8,12 @@ from typing import Any
 import jax.numpy as jnp
 
 from .base import Law, Parameter
+from .broken import bnsl_1, bnsl_1_c, bnsl_1_n, bnsl_2, bnsl_2_c, bnsl_2_n
 from .chinchilla import chinchilla, kaplan_nd
+from .datablations import datablations
+from .overtraining import overtraining
 from .power import kaplan_c, kaplan_d, kaplan_n, power_c, power_d, power_n
+from .sigmoid import sigmoid_c
 
 
 class UnknownLawError(ValueError):
@@ -114,5 +118,23 @@ def from_function(
     )
 
 
-for _law in (kaplan_n, kaplan_d, kaplan_c, kaplan_nd, power_n, power_d, power_c, chinchilla):
+for _law in (
+    kaplan_n,
+    kaplan_d,
+    kaplan_c,
+    kaplan_nd,
+    power_n,
+    power_d,
+    power_c,
+    chinchilla,
+    bnsl_1,
+    bnsl_2,
+    bnsl_1_n,
+    bnsl_2_n,
+    bnsl_1_c,
+    bnsl_2_c,
+    sigmoid_c,
+    datablations,
+    overtraining,
+):
     register(_law)

@@ -1,0 +1,457 @@
+"""Issue 6 laws: broken power laws, sigmoid, data-constrained, over-training, loss-to-error.
+
+Formulas are checked against hand-written NumPy and published numbers (Muennighoff et al.'s
+README values, Gadre et al.'s reference fit); parameter recovery follows tests/test_recovery.py:
+a calibrated central 90% interval covers the truth with probability 0.9, so out of ``SEEDS = 5``
+datasets at least 3 must cover (binomial P(X <= 2 | 5, 0.9) = 0.0086 per parameter). Seeds are
+fixed, so the tests are deterministic. The laws are passed to ``bs.fit`` as objects: nothing
+here depends on the registry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST, SHARED
+from scipy.optimize import least_squares
+
+import bayescale as bs
+from bayescale.laws.broken import bnsl, bnsl_1, bnsl_2
+from bayescale.laws.datablations import (
+    MUENNIGHOFF_2023_PARAMS,
+    datablations_loss,
+    optimal_params_for_tokens,
+)
+from bayescale.laws.datablations import (
+    log_predict as db_log_predict,
+)
+from bayescale.laws.datablations import (
+    natural as db_natural,
+)
+from bayescale.laws.overtraining import (
+    GADRE_2024_RPJ,
+    error_from_loss,
+    fit_error_link,
+    loss_to_error,
+    overtraining,
+    overtraining_loss,
+)
+from bayescale.laws.sigmoid import sigmoid, sigmoid_c
+
+SEEDS = range(5)
+MIN_COVERED = 3
+
+
+def _grid(lo, hi, n):
+    return np.logspace(np.log10(lo), np.log10(hi), n)
+
+
+def _ref(**logs):
+    return {k: jnp.asarray(v) for k, v in logs.items()}
+
+
+def _bnsl_numpy(p, x, breaks):
+    out = p["b"] * x ** -p["c0"]
+    for i in range(1, breaks + 1):
+        f = p[f"f{i}"]
+        out = out * (1.0 + (x / p[f"d{i}"]) ** (1.0 / f)) ** (-p[f"c{i}"] * f)
+    return p["a"] + out
+
+
+def _sigmoid_numpy(p, x):
+    z = p["k"] * (np.log(x) - np.log(p["C0"]))
+    return p["floor"] + (p["ceiling"] - p["floor"]) / (1.0 + np.exp(-z))
+
+
+# ----------------------------------------------------------------------------- formulas
+@pytest.mark.parametrize("breaks", [1, 2])
+@pytest.mark.parametrize("x", ["N", "D", "C"])
+def test_bnsl_formula_matches_caballero_eq1(x, breaks):
+    law = bnsl(x, breaks)
+    assert law.inputs == (x,)
+    assert law.name == (f"bnsl_{breaks}" if x == "D" else f"bnsl_{breaks}_{x.lower()}")
+    ref = _ref(**{x: 30.0, "loss": 1.0})
+    p = {"log_L_ref": 1.1, "frac": 0.6, "alpha_0": 0.05, "alpha_1": 0.45, "alpha_2": 0.15}
+    p.update({"loc_1": -2.0, "gap": 4.0, "f_1": 0.3, "f_2": 0.8})
+    nat = {k: float(v) for k, v in law.natural(p, ref).items()}
+    assert set(nat) == set(law.natural_names)
+    assert nat["c1"] == pytest.approx(0.40) and nat["d1"] == pytest.approx(np.exp(28.0))
+    if breaks == 2:
+        assert nat["c2"] == pytest.approx(-0.30) and nat["d2"] == pytest.approx(np.exp(32.0))
+    xs = np.exp(np.linspace(20.0, 40.0, 9))
+    got = np.asarray(law.predict(p, {x: np.log(xs)}, ref))
+    np.testing.assert_allclose(got, _bnsl_numpy(nat, xs, breaks), rtol=1e-12)
+    # the reference parametrisation: the loss at the reference is exp(log_L_ref), a = L_ref(1-frac)
+    assert float(law.predict(p, {x: jnp.asarray(30.0)}, ref)) == pytest.approx(np.exp(1.1))
+    assert nat["a"] == pytest.approx(np.exp(1.1) * 0.4)
+
+
+def test_bnsl_validates_its_arguments():
+    with pytest.raises(ValueError, match="1 or 2 breaks"):
+        bnsl("D", 3)
+    with pytest.raises(ValueError, match="'N', 'D' or 'C'"):
+        bnsl("U", 1)
+    assert bnsl_1.param_names == (
+        "log_L_ref", "frac", "alpha_0", "alpha_1", "loc_1", "f_1",
+    )  # fmt: skip
+    assert "gap" in bnsl_2.param_names and len(bnsl_2.parameters) == 9
+
+
+def test_sigmoid_formula_and_fixed_levels():
+    ref = _ref(C=50.0, loss=np.log(0.5))
+    truth = {"floor": 0.25, "ceiling": 0.85, "k": 1.3, "C0": np.exp(51.0)}
+    C = np.exp(np.linspace(40.0, 60.0, 11))
+    p = {"floor": 0.25, "height": 0.6 / 0.75, "k": 1.3, "loc": 1.0}
+    got = np.asarray(sigmoid_c.predict(p, {"C": np.log(C)}, ref))
+    np.testing.assert_allclose(got, _sigmoid_numpy(truth, C), rtol=1e-12)
+    nat = {k: float(v) for k, v in sigmoid_c.natural(p, ref).items()}
+    np.testing.assert_allclose([nat[k] for k in truth], list(truth.values()), rtol=1e-12)
+    # floor fixed by the user: no `floor` site, same curve
+    fixed = sigmoid("C", floor=0.25)
+    assert fixed.name == "sigmoid_c_floor0.25" and "floor" not in fixed.param_names
+    q = {k: v for k, v in p.items() if k != "floor"}
+    np.testing.assert_allclose(np.asarray(fixed.predict(q, {"C": np.log(C)}, ref)), got)
+    # both levels fixed
+    both = sigmoid("C", floor=0.25, ceiling=0.85)
+    assert both.param_names == ("k", "loc")
+    r = {"k": 1.3, "loc": 1.0}
+    np.testing.assert_allclose(np.asarray(both.predict(r, {"C": np.log(C)}, ref)), got)
+    assert float(both.natural(r, ref)["ceiling"]) == 0.85
+    for bad in ({"floor": 0.0}, {"floor": 1.2}, {"floor": 0.5, "ceiling": 0.4}):
+        with pytest.raises(ValueError, match="sigmoid"):
+            sigmoid("C", **bad)
+
+
+def test_overtraining_law_is_gadre_form():
+    ref = _ref(N=19.0, D=23.0, loss=1.0)
+    a, b, c, E = (GADRE_2024_RPJ[k] for k in ("a", "b", "c", "E"))
+    eta = -b
+    t_n = a * np.exp(b * 19.0)
+    t_d = c * 6.0 ** (b / 2) * np.exp(b * 23.0)
+    level = E + t_n + t_d
+    p = {"log_L_ref": np.log(level), "frac": (t_n + t_d) / level, "split": t_n / (t_n + t_d)}
+    p["eta"] = eta
+    N = np.array([1e7, 4e8, 7e9])
+    M = np.array([5.0, 20.0, 640.0])
+    got = np.asarray(overtraining.predict(p, {"N": np.log(N), "D": np.log(M * N)}, ref))
+    np.testing.assert_allclose(got, overtraining_loss(N, M, GADRE_2024_RPJ), rtol=1e-12)
+    nat = overtraining.natural(p, ref)
+    np.testing.assert_allclose([float(nat[k]) for k in ("a", "b", "c", "E")], [a, b, c, E])
+
+
+def _gadre_rpj():
+    df = pd.read_csv(SHARED / "gadre-overtraining" / "models.csv")
+    return df[df["dataset"] == "rpj"]
+
+
+SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
+BIG = ["open_lm_1b", "open_lm_7b"]
+
+
+def test_overtraining_reproduces_gadre_reference_fit(shared):
+    # Gadre et al.'s default fit: the 4 small models at M = 20 and the d=96 model at M = 320,
+    # C4 validation loss. Published (scaling_explorer.ipynb): a=166.21, b=-0.27285, c=366.69,
+    # E=1.8366; relative errors 0.7103% (open_lm_1b, M=640) and 0.7320% (open_lm_7b, M=20).
+    r = _gadre_rpj()
+    M = r["tokens_per_param_M"]
+    five = r[(r["model"].isin(SMALL) & (M == 20)) | ((r["model"] == SMALL[0]) & (M == 320))]
+    assert len(five) == 5
+
+    def resid(theta):
+        p = dict(zip(("a", "b", "c", "E"), theta, strict=True))
+        pred = overtraining_loss(five["N"].to_numpy(float), five["tokens_per_param_M"], p)
+        return pred.to_numpy() - five["loss_c4_val"].to_numpy()
+
+    start = [GADRE_2024_RPJ[k] for k in ("a", "b", "c", "E")]
+    sol = least_squares(resid, start, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    p = dict(zip(("a", "b", "c", "E"), sol.x, strict=True))
+    for k, digits in (("a", 2), ("b", 5), ("c", 2), ("E", 4)):
+        assert round(p[k], digits) == GADRE_2024_RPJ[k], (k, p[k])
+    big = r[r["model"].isin(BIG)].set_index(["model", "tokens_per_param_M"])
+    rel = {
+        key: 100 * abs(overtraining_loss(row["N"], key[1], p) / row["loss_c4_val"] - 1)
+        for key, row in big.iterrows()
+    }
+    assert round(rel[("open_lm_1b", 640.0)], 4) == 0.7103
+    assert round(rel[("open_lm_7b", 20.0)], 4) == 0.7320
+
+
+# The two models of Muennighoff et al.'s Figure 1 (right) and the README's forward values.
+README_VALUES = [
+    ((6.34e9, 242e9, 25e9), 2.2256440889984477),
+    ((8.67e9, 178e9, 25e9), 2.2269634075087867),
+]
+
+
+@pytest.mark.parametrize(("inputs", "want"), README_VALUES)
+def test_datablations_reproduces_readme_values(inputs, want):
+    P = MUENNIGHOFF_2023_PARAMS
+    assert datablations_loss(*inputs, P) == pytest.approx(want, rel=1e-12, abs=0)
+    got_jax = datablations_loss(*(jnp.asarray(v) for v in inputs), P)
+    assert float(got_jax) == pytest.approx(want, rel=1e-12, abs=0)
+    # the log-space, reference-centred law gives the same number
+    ref = _ref(N=21.0, D=24.0, loss=0.8)
+    p = _datablations_sampled(P, ref)
+    log_x = {k: jnp.log(v) for k, v in zip("NDU", inputs, strict=True)}
+    assert float(jnp.exp(db_log_predict(p, log_x, ref))) == pytest.approx(want, rel=1e-12)
+
+
+def _datablations_sampled(P, ref):
+    a_ref = P["A"] * np.exp(-P["alpha"] * float(ref["N"]))
+    b_ref = P["B"] * np.exp(-P["beta"] * float(ref["D"]))
+    level = P["E"] + a_ref + b_ref
+    p = {"log_L_ref": np.log(level), "frac": (a_ref + b_ref) / level}
+    p["split"] = a_ref / (a_ref + b_ref)
+    p.update({k: P[k] for k in ("alpha", "beta", "R_N_star", "R_D_star")})
+    return p
+
+
+def test_datablations_law_matches_formula_and_reduces_to_chinchilla():
+    P = MUENNIGHOFF_2023_PARAMS
+    rng = np.random.default_rng(0)
+    N = 10 ** rng.uniform(7, 10.5, 200)
+    U = 10 ** rng.uniform(8, 11, 200)
+    D = U * 10 ** rng.uniform(-1, 2.5, 200)  # U > D too: then U_D = D (no repetition)
+    ref = _ref(N=20.0, D=23.0, loss=1.0)
+    p = _datablations_sampled(P, ref)
+    log_x = {"N": np.log(N), "D": np.log(D), "U": np.log(U)}
+    got = np.exp(np.asarray(db_log_predict(p, log_x, ref)))
+    np.testing.assert_allclose(got, datablations_loss(N, D, U, P), rtol=1e-12)
+    np.testing.assert_allclose(
+        [float(v) for v in db_natural(p, ref).values()], list(P.values()), rtol=1e-12
+    )
+    # with all tokens unique and N below the optimum for U, it is the Chinchilla law exactly
+    fresh = (U >= D) & (optimal_params_for_tokens(np.minimum(U, D), P) >= N)
+    assert fresh.sum() > 10
+    chin = P["E"] + P["A"] / N ** P["alpha"] + P["B"] / D ** P["beta"]
+    np.testing.assert_allclose(got[fresh], chin[fresh], rtol=1e-12)
+    # repetition never helps: more epochs of the same U give at most the fresh-data gain
+    assert np.all(got >= chin - 1e-12)
+
+
+def test_error_link_formula_and_fixed_constants():
+    loss = np.array([2.0, 3.0, 6.0])
+    np.testing.assert_allclose(
+        error_from_loss(loss, 0.85, 2.0, 0.7), 0.85 - 2.0 * np.exp(-0.7 * loss)
+    )
+    got = error_from_loss(jnp.asarray(loss), 0.85, 2.0, 0.7)
+    np.testing.assert_allclose(np.asarray(got), 0.85 - 2.0 * np.exp(-0.7 * loss))
+
+
+# ----------------------------------------------------------------------------- recovery
+#: Gadre et al.'s small models (parameters) and tokens per parameter M = 5 .. 640: the design of
+#: their RedPajama runs, so the real-data test below reuses the compiled program.
+GADRE_N = [10569312.0, 78914048.0, 153677376.0, 411616256.0]
+GADRE_M = [5.0 * 2**k for k in range(8)]
+
+
+def _overtraining_design():
+    N = np.repeat(GADRE_N, len(GADRE_M))
+    return {"N": N, "D": N * np.tile(GADRE_M, len(GADRE_N))}
+
+
+def _datablations_design():
+    N, U, epochs = np.array([1e8, 3e8, 1e9, 3e9]), np.array([1e9, 3e9, 1e10]), [1, 4, 16, 64.0]
+    g = np.array(np.meshgrid(N, U, epochs, indexing="ij")).reshape(3, -1)
+    return {"N": g[0], "U": g[1], "D": g[1] * g[2]}
+
+
+# name -> (law, true natural params, design, mean function, likelihood, fit options)
+CASES = {
+    "bnsl_1": (
+        bnsl_1,
+        {"a": 1.5, "b": 12.0, "c0": 0.1, "c1": 0.4, "d1": 1e8, "f1": 0.5},
+        {"D": _grid(1e6, 1e10, 24)},
+        lambda p, x: _bnsl_numpy(p, x["D"], 1),
+        "lognormal",
+        # the ridge of break location, post-break slope and E diverges at the default 0.9
+        {"target_accept_prob": 0.99},
+    ),
+    "sigmoid_c": (
+        sigmoid_c,
+        {"floor": 0.25, "ceiling": 0.85, "k": 1.2, "C0": 1e22},
+        {"C": _grid(1e19, 1e25, 30)},
+        lambda p, x: _sigmoid_numpy(p, x["C"]),
+        "normal",
+        {},
+    ),
+    "overtraining": (
+        overtraining,
+        dict(GADRE_2024_RPJ),
+        _overtraining_design(),
+        lambda p, x: overtraining_loss(x["N"], x["D"] / x["N"], p),
+        "lognormal",
+        {},
+    ),
+    "datablations": (
+        bs.laws.get("datablations"),
+        dict(MUENNIGHOFF_2023_PARAMS),
+        _datablations_design(),
+        lambda p, x: datablations_loss(x["N"], x["D"], x["U"], p),
+        "lognormal",
+        {},
+    ),
+}
+NOISE = 0.02
+
+
+def _simulate(name, seed):
+    _, truth, design, f, likelihood, _ = CASES[name]
+    rng = np.random.default_rng(1000 + seed)
+    mean = f(truth, design)
+    eps = NOISE * rng.standard_normal(mean.shape)
+    loss = mean + eps if likelihood == "normal" else mean * np.exp(eps)
+    return bs.from_arrays(loss=loss, **design)
+
+
+@pytest.mark.parametrize(
+    "name",
+    # the data-constrained law compiles slowest (~10 s) and is not wired into ScalingData yet
+    [pytest.param(n, marks=pytest.mark.slow) if n == "datablations" else n for n in CASES],
+)
+def test_new_laws_recover_known_parameters(name):
+    law, truth, _, _, likelihood, options = CASES[name]
+    truth = {**truth, "sigma": NOISE}
+    covered = dict.fromkeys(truth, 0)
+    for seed in SEEDS:
+        with warnings.catch_warnings():
+            # the short test chains may miss the ESS-400 policy; no automatic retry, so each
+            # law compiles one program (compilation dominates these tests' time)
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            fit = bs.fit(
+                _simulate(name, seed), law=law, likelihood=likelihood, rng_key=seed,
+                retry=False, **FAST, **options,
+            )  # fmt: skip
+        conv = fit.convergence
+        assert conv.max_rhat <= 1.02, (name, seed, conv)
+        assert conv.divergences <= 0.005 * conv.num_draws, (name, seed, conv)
+        assert min(conv.min_ess_bulk, conv.min_ess_tail) >= 0.05 * conv.num_draws, conv
+        s = fit.summary(prob=0.9)
+        for k, v in truth.items():
+            covered[k] += bool(s.loc[k, "5%"] <= v <= s.loc[k, "95%"])
+    for k, n in covered.items():
+        assert n >= MIN_COVERED, f"{name}: 90% interval of {k} covered the truth {n}/5 times"
+
+
+@pytest.mark.slow
+def test_bnsl_2_recovers_known_parameters():
+    """Two breaks (slope 0.05 -> 0.5 -> 0.2) over six decades, 36 runs with 2% noise.
+
+    The 2-break posterior mixes slowly (break locations, sharpnesses and E trade off): with
+    1000 + 1000 draws per chain at target_accept_prob=0.99, R-hat stayed <= 1.05 in 7 of 8
+    seeds (worst 1.11) while the 90% intervals covered every parameter in >= 7 of 8.
+    """
+    truth = {"a": 1.0, "b": 20.0, "c0": 0.05, "c1": 0.45, "c2": -0.3, "d1": 1e7, "d2": 1e9}
+    truth.update({"f1": 0.4, "f2": 0.6})
+    x = _grid(1e5, 1e11, 36)
+    covered = dict.fromkeys([*truth, "sigma"], 0)
+    mixed = 0
+    for seed in range(8):
+        rng = np.random.default_rng(1000 + seed)
+        loss = _bnsl_numpy(truth, x, 2) * np.exp(NOISE * rng.standard_normal(x.shape))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            fit = bs.fit(
+                bs.from_arrays(D=x, loss=loss), law=bnsl_2, rng_key=seed, retry=False,
+                target_accept_prob=0.99, num_warmup=1000, num_samples=1000,
+            )  # fmt: skip
+        mixed += fit.convergence.max_rhat <= 1.05
+        s = fit.summary(prob=0.9)
+        for k, v in {**truth, "sigma": NOISE}.items():
+            covered[k] += bool(s.loc[k, "5%"] <= v <= s.loc[k, "95%"])
+    assert mixed >= 6, mixed
+    assert min(covered.values()) >= 5, covered
+
+
+# ----------------------------------------------------------------------------- real data
+def test_gadre_overtraining_and_error_forecasts_cover_large_runs(shared):
+    """Fit L(N, M) to the 30 runs of the four small RedPajama models (10M-412M parameters,
+    M = 5..640) and the error link to the same runs; the 90% predictive intervals must cover
+    the three held-out large runs (1.4B at M = 20 and 640, 6.9B at M = 20), as Gadre et al.'s
+    point forecasts land within 0.7%."""
+    r = _gadre_rpj()
+    small, big = r[r["model"].isin(SMALL)], r[r["model"].isin(BIG)]
+    data = bs.from_dataframe(small, N="N", D="D", C=None, loss="loss_c4_val")
+    fit = bs.fit(data, law=overtraining, rng_key=0, retry=False, **FAST)
+    assert fit.converged
+    N, D = big["N"].to_numpy(float), big["D"].to_numpy(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ExtrapolationWarning)
+        pred = fit.predict(N=N, D=D, prob=0.9)
+    loss = big["loss_c4_val"].to_numpy()
+    assert np.all((pred["pred_lower"] <= loss) & (loss <= pred["pred_upper"])), pred
+    assert np.all(np.abs(pred["loss_median"] / loss - 1) < 0.02)
+
+    link = fit_error_link(
+        small["loss_c4_val"], small["err_avg_17"], num_warmup=400, num_samples=600
+    )
+    assert link.converged
+    eps = link.summary().loc["eps"]
+    assert 0.8 < eps["median"] < 0.9  # chance level of the 17-task average is about 0.8
+    err = big["err_avg_17"].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ExtrapolationWarning)
+        out = loss_to_error(fit, N=N, D=D, link=link, prob=0.9)
+    assert np.all((out["pred_lower"] <= err) & (err <= out["pred_upper"])), out
+    # the error interval is wider than the link's own interval at the observed loss: the loss
+    # forecast's uncertainty is propagated
+    own = np.percentile(link.error(loss), [5, 95], axis=0)
+    assert np.all(out["error_upper"] - out["error_lower"] > own[1] - own[0])
+    # fixed constants: the link is increasing in the loss, so quantiles map through it (up to
+    # the interpolation between neighbouring draws of np.percentile)
+    fixed = loss_to_error(fit, N=N, D=D, eps=0.85, k=2.0, gamma=0.7)
+    for q in ("median", "lower", "upper"):
+        want = error_from_loss(fixed[f"loss_{q}"].to_numpy(), 0.85, 2.0, 0.7)
+        np.testing.assert_allclose(fixed[f"error_{q}"], want, rtol=1e-3)
+    with pytest.raises(ValueError, match="link="):
+        loss_to_error(fit, N=N, D=D, eps=0.85)
+
+
+def test_datablations_fit_predicts_with_unique_tokens():
+    data = _simulate("datablations", 0)
+    assert data.inputs == ("N", "D", "C", "U") and "U" in data.describe()
+    fit = bs.fit(data, law="datablations", rng_key=0, retry=False, **FAST)
+    args = (3e9, 64e9, 1e9)  # 64 epochs of 1B unique tokens
+    pred = fit.predict(N=args[0], D=args[1], U=args[2])
+    truth = datablations_loss(*args, MUENNIGHOFF_2023_PARAMS)
+    assert pred.loss_lower[0] <= truth <= pred.loss_upper[0]
+    with pytest.raises(bs.DataError, match="U"):
+        fit.predict(N=3e9, D=64e9)
+    df = data.to_frame().rename(columns={"U": "unique_tokens"})
+    assert np.array_equal(bs.from_dataframe(df).U, data.U)
+    saved = bs.load(fit.save(Path(tempfile.mkdtemp()) / "fit.nc"))
+    assert np.array_equal(saved.data.U, data.U)
+
+
+@pytest.mark.parametrize("likelihood", ["beta", "binomial"])
+def test_sigmoid_with_proportion_likelihoods_recovers_accuracy_law(likelihood):
+    """Beta-binomial accuracies (1000 items, spread 0.02 between runs) from a known sigmoid."""
+    truth = CASES["sigmoid_c"][1]
+    C = CASES["sigmoid_c"][2]["C"]
+    p = _sigmoid_numpy(truth, C)
+    phi = 0.25 / 0.02**2 - 1.0
+    rng = np.random.default_rng(0)
+    acc = rng.binomial(1000, rng.beta(p * phi, (1 - p) * phi)) / 1000
+    kw = {"trials": 1000} if likelihood == "binomial" else {}
+    fit = bs.fit(
+        bs.from_arrays(C=C, loss=acc), law=sigmoid_c, likelihood=likelihood, rng_key=0,
+        retry=False, **FAST, **kw,
+    )  # fmt: skip
+    s = fit.summary(prob=0.9)
+    for k, v in truth.items():
+        assert s.loc[k, "5%"] <= v <= s.loc[k, "95%"], (k, s)
+    # binomial: sigma is the spread beyond item sampling (0.02); beta: both together
+    want = 0.02 if likelihood == "binomial" else np.hypot(0.02, np.sqrt(0.25 / 1000))
+    assert s.loc["sigma", "5%"] <= want <= s.loc["sigma", "95%"], s
+    pred = fit.predict(C=1e23)
+    assert 0 < pred.pred_lower[0] < pred.loss_median[0] < pred.pred_upper[0] < 1
+    with pytest.raises(bs.DataError, match="accuracies in"):
+        bs.fit(bs.from_arrays(C=C, loss=acc + 1.0), law=sigmoid_c, likelihood="beta")
+    with pytest.raises(bs.ModelError, match="trials"):
+        bs.build_model(sigmoid_c, likelihood="binomial")
