@@ -19,6 +19,7 @@ _jax.config.update("jax_enable_x64", True)
 from . import datasets, laws  # noqa: E402
 from ._fit import fit  # noqa: E402
 from .batch import BatchFit, fit_many, load_batch  # noqa: E402
+from .compare import LOOWarning, compare, holdout_split  # noqa: E402
 from .data import (  # noqa: E402
     DataError,
     DataWarning,
@@ -56,6 +57,7 @@ __all__ = [
     "DataWarning",
     "ExtrapolationWarning",
     "Fit",
+    "LOOWarning",
     "Law",
     "ModelError",
     "OptimizationWarning",
@@ -68,12 +70,14 @@ __all__ = [
     "__version__",
     "as_scaling_data",
     "build_model",
+    "compare",
     "datasets",
     "fit",
     "fit_many",
     "from_arrays",
     "from_dataframe",
     "hoffmann_starts",
+    "holdout_split",
     "huber_objective_hoffmann",
     "laws",
     "load",

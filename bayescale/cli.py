@@ -280,6 +280,7 @@ def _summary_text(fit: Fit, prob: float, truth: dict[str, float] | None = None) 
     return (
         f"Posterior summary ({_prob_label(prob)} central intervals; published parametrisation):\n"
         + table.to_string(float_format=lambda v: f"{v:.4g}")
+        + "".join(f"\nWarning: {message}" for message in table.attrs.get("warnings", ()))
     )
 
 

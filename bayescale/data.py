@@ -33,12 +33,13 @@ __all__ = [
     "read_csv",
 ]
 
-INPUTS = ("N", "D", "C")
+INPUTS = ("N", "D", "C", "U")  # U: unique tokens (repeated data), read by the datablations law
 _ROLES = (*INPUTS, "loss")
 _ALIASES = {
     "N": ("n", "params", "parameters", "n_params", "num_params", "model_size", "model size"),
     "D": ("d", "tokens", "n_tokens", "num_tokens", "data", "seen examples"),
     "C": ("c", "compute", "flops", "training flop"),
+    "U": ("u", "unique_tokens", "unique tokens", "unique"),
     "loss": ("loss", "l"),
 }
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -46,7 +47,7 @@ _SUFFIX_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*
 _STEP_RE = re.compile(r"(^|[^a-z])(steps?|checkpoints?|ckpt|iterations?|iters?)([^a-z]|$)")
 _LOSS_PERPLEXITY = 15.0
 _C_RATIO = (0.5, 2.0)
-_DEFAULTS = {"N": "N", "D": "D", "C": "C", "loss": "loss", "curve": None, "run": None}
+_DEFAULTS = {"N": "N", "D": "D", "C": "C", "U": "U", "loss": "loss", "curve": None, "run": None}
 
 LineOf = Callable[[int], "int | None"] | None
 
@@ -196,6 +197,9 @@ class ScalingData:
     N, D, C : numpy.ndarray or None
         Parameters, tokens and compute (FLOP). A missing third input is derived from the
         other two with ``C = 6 N D``; ``derived`` names the inputs obtained that way.
+    U : numpy.ndarray or None
+        Unique tokens, when data were repeated for ``D / U`` epochs (the ``datablations``
+        law of Muennighoff et al. 2023).
     loss : numpy.ndarray
         Observed loss (not perplexity).
     curve, run : numpy.ndarray or None
@@ -218,6 +222,7 @@ class ScalingData:
     run: np.ndarray | None = None
     source: str = "<arrays>"
     derived: tuple[str, ...] = ()
+    U: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.loss))
@@ -245,7 +250,7 @@ class ScalingData:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Names of the inputs present, in the order ``N``, ``D``, ``C``."""
+        """Names of the inputs present, in the order ``N``, ``D``, ``C``, ``U``."""
         return tuple(name for name in INPUTS if getattr(self, name) is not None)
 
     @property
@@ -360,7 +365,7 @@ def _build(
             raise DataError(f"column {name!r}: has {len(x)} rows but loss has {n}", column=name)
     derived: tuple[str, ...] = ()
     N, D, C = values["N"], values["D"], values["C"]
-    with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
         if C is None and N is not None and D is not None:
             values["C"], derived = 6.0 * N * D, ("C",)
         elif D is None and N is not None and C is not None:
@@ -450,7 +455,7 @@ def _resolve(
                 )
         if found:
             out[role] = found
-    if "loss" not in out or not any(r in out for r in INPUTS):
+    if "loss" not in out or not any(r in out for r in ("N", "D", "C")):
         missing = "loss" if "loss" not in out else "N, D or C"
         raise DataError(f"{source}: no {missing} column found (columns: {listing})")
     owner: dict[str, str] = {}
@@ -529,6 +534,7 @@ def from_dataframe(
     curve: str | list[str] | None = None,
     run: str | list[str] | None = None,
     parse_suffixes: bool = False,
+    U: str | None = "U",
 ) -> ScalingData:
     """Validate a DataFrame and build a :class:`ScalingData`.
 
@@ -545,6 +551,8 @@ def from_dataframe(
         with ``"/"``.
     parse_suffixes : bool
         Read ``"7B"``, ``"1.4T"``, ``"300M"``, ``"2k"`` (k, M, B/G, T; case-insensitive).
+    U : str or None
+        Column of unique tokens (aliases ``unique_tokens``, ``unique``), optional.
 
     Raises
     ------
@@ -559,7 +567,7 @@ def from_dataframe(
     >>> from_dataframe(df).inputs
     ('N', 'D', 'C')
     """
-    spec = {"N": N, "D": D, "C": C, "loss": loss, "curve": curve, "run": run}
+    spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
     return _from_frame(df, spec, parse_suffixes=parse_suffixes, source="<DataFrame>")
 
 
@@ -604,6 +612,7 @@ def read_csv(
     curve: str | list[str] | None = None,
     run: str | list[str] | None = None,
     parse_suffixes: bool = False,
+    U: str | None = "U",
     **read_csv_kwargs: Any,
 ) -> ScalingData:
     """Read a CSV file into a validated :class:`ScalingData`.
@@ -618,13 +627,28 @@ def read_csv(
     """
     is_file = isinstance(path, str | Path)
     source = str(path) if is_file else "<buffer>"
+    options = {"index_col": False, **read_csv_kwargs}  # never shift columns into an index
     try:
-        df = pd.read_csv(path, sep=sep, **read_csv_kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=sep, **options)
     except pd.errors.EmptyDataError:
         raise DataError(f"{source} has no data rows (the file is empty)") from None
     except pd.errors.ParserError as exc:
         message = str(exc).strip().replace("\n", " ")
         raise DataError(f"{source}: cannot parse as CSV with sep={sep!r}: {message}") from None
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{source}: the data rows have more fields than the header: a missing column "
+            "name? name every column in the header line"
+        ) from None
+    except UnicodeDecodeError as exc:
+        encoding = read_csv_kwargs.get("encoding") or "utf-8"
+        bad = exc.object[exc.start : exc.start + 1]
+        raise DataError(
+            f"{source}: not {encoding} text (byte {bad!r}: {exc.reason}); "
+            "pass encoding=..., e.g. encoding='latin-1'"
+        ) from None
     mangled = [c for c in map(str, df.columns) if re.fullmatch(r".+\.\d+", c)]
     if mangled and is_file and read_csv_kwargs.get("header", "infer") in ("infer", 0):
         passthrough = {k: v for k, v in read_csv_kwargs.items() if k in ("encoding", "skiprows")}
@@ -632,7 +656,7 @@ def read_csv(
         header = [str(c) for c in raw.iloc[0].tolist()]
         if len(header) == df.shape[1] and len(set(header)) < len(header):
             df.columns = header
-    spec = {"N": N, "D": D, "C": C, "loss": loss, "curve": curve, "run": run}
+    spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
     line_of = _line_numbers(Path(path), sep, read_csv_kwargs, len(df)) if is_file else None
     return _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=line_of)
 
@@ -645,6 +669,7 @@ def from_arrays(
     loss: Any,
     curve: Any = None,
     run: Any = None,
+    U: Any = None,
 ) -> ScalingData:
     """Build a :class:`ScalingData` from 1-D arrays (lists, NumPy arrays, Series).
 
@@ -658,7 +683,9 @@ def from_arrays(
     >>> data.derived
     ('D',)
     """
-    given = {k: v for k, v in {"N": N, "D": D, "C": C, "loss": loss}.items() if v is not None}
+    given = {
+        k: v for k, v in {"N": N, "D": D, "C": C, "U": U, "loss": loss}.items() if v is not None
+    }
     if "loss" not in given or len(given) == 1:
         raise DataError("from_arrays needs loss and at least one of N, D, C")
     return _build(

@@ -226,6 +226,14 @@ class Fit:
         """Whether the fit meets the convergence policy (R-hat, ESS, divergences, E-BFMI)."""
         return self.convergence.converged
 
+    @cached_property
+    def identifiability(self) -> tuple[str, ...]:
+        """Warnings when the data do not constrain the irreducible loss E (empty when they do):
+        see :func:`bayescale.check.identifiability`."""
+        from .check import identifiability
+
+        return tuple(identifiability(self))
+
     # ------------------------------------------------------------------ summaries
     def summary(self, prob: float = 0.9, *, sampled: bool = False) -> pd.DataFrame:
         """Posterior summary: mean, sd, median, central ``prob`` interval, MCSE, ESS, R-hat.
@@ -255,7 +263,9 @@ class Fit:
         diag, _ = diagnose(
             draws, self.sample_stats["energy"], self.sample_stats["diverging"], False
         )
-        return table.join(diag)
+        table = table.join(diag)
+        table.attrs["warnings"] = list(self.identifiability)
+        return table
 
     # ------------------------------------------------------------------ forecasts
     def _check_gate(self, allow_unconverged: bool) -> None:
@@ -274,8 +284,8 @@ class Fit:
             stacklevel=3,
         )
 
-    def _targets(self, N=None, D=None, C=None) -> dict[str, np.ndarray]:
-        given = {k: v for k, v in (("N", N), ("D", D), ("C", C)) if v is not None}
+    def _targets(self, N=None, D=None, C=None, U=None) -> dict[str, np.ndarray]:
+        given = {k: v for k, v in (("N", N), ("D", D), ("C", C), ("U", U)) if v is not None}
         vals = {k: check_positive_targets(k, v) for k, v in given.items()}
         if vals:
             vals = dict(zip(vals, np.broadcast_arrays(*vals.values()), strict=True))
@@ -299,7 +309,7 @@ class Fit:
 
     def _extrapolation(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         factor = np.ones(len(next(iter(vals.values()))))
-        observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C}
+        observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
         for k in self.law.inputs:
             obs = observed[k]
             if obs is None:
@@ -313,6 +323,7 @@ class Fit:
         N: Any = None,
         D: Any = None,
         C: Any = None,
+        U: Any = None,
         *,
         prob: float = 0.9,
         allow_unconverged: bool = False,
@@ -325,6 +336,8 @@ class Fit:
         N, D, C
             Scalars or arrays (broadcast together). With C = 6ND, two of them are enough for a
             law of N and D.
+        U
+            Unique tokens, for laws of repeated data (``datablations``).
         prob
             Mass of the central intervals.
         allow_unconverged
@@ -347,7 +360,7 @@ class Fit:
         """
         _check_prob(prob)
         self._check_gate(allow_unconverged)
-        vals = self._targets(N, D, C)
+        vals = self._targets(N, D, C, U)
         extra = self._extrapolation(vals)
         worst = int(np.argmax(extra))
         if extra[worst] > EXTRAPOLATION_WARN:
@@ -358,19 +371,27 @@ class Fit:
                 ExtrapolationWarning,
                 stacklevel=2,
             )
+        if extra.max() > 1.0 and self.identifiability:
+            from .check import IdentifiabilityWarning
+
+            for message in self.identifiability:
+                warnings.warn(
+                    f"forecast beyond the data: {message}", IdentifiabilityWarning, stacklevel=2
+                )
         log_mu = self._log_mean(vals)
         noisy = self._predictive(log_mu, seed)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         mu = np.exp(log_mu)
         qm = np.percentile(mu, [lo, 50, hi], axis=0)
         qp = np.percentile(noisy, [lo, 50, hi], axis=0)
-        out = pd.DataFrame({k: vals[k] for k in ("N", "D", "C") if k in vals})
+        out = pd.DataFrame({k: vals[k] for k in ("N", "D", "C", "U") if k in vals})
         out["loss_median"], out["loss_lower"], out["loss_upper"] = qm[1], qm[0], qm[2]
         out["loss_mean"] = mu.mean(axis=0)
         out["pred_median"], out["pred_lower"], out["pred_upper"] = qp[1], qp[0], qp[2]
         out["extrapolation"] = extra
         out.attrs["prob"] = prob
         out.attrs["converged"] = self.converged
+        out.attrs["identifiability"] = list(self.identifiability)
         return out
 
     def _flat(self) -> dict[str, jnp.ndarray]:
@@ -398,6 +419,14 @@ class Fit:
                 else self.samples["nu"].reshape(-1)[:, None]
             )
             return np.exp(log_mu + sigma * rng.standard_t(nu, size=log_mu.shape))
+        if lik in ("beta", "binomial"):
+            m = np.clip(np.exp(log_mu), 1e-9, 1 - 1e-9)
+            phi = np.maximum(0.25 / sigma**2 - 1.0, 1e-6)
+            p = rng.beta(m * phi, (1.0 - m) * phi)
+            if lik == "beta":
+                return p
+            n = int(self.spec.trials)
+            return rng.binomial(n, p) / n
         return np.exp(log_mu) + sigma * rng.standard_normal(log_mu.shape)
 
     # ------------------------------------------------------------------ containers
@@ -419,6 +448,7 @@ class Fit:
             "law": self.law.name,
             "likelihood": self.spec.likelihood,
             "df": "learnt" if self.spec.df is None else float(self.spec.df),
+            "trials": -1 if self.spec.trials is None else float(self.spec.trials),
             "custom_priors": json.dumps([k for k, _ in self.spec.priors]),
             "ref": json.dumps(dict(self.ref)),
             "config": json.dumps(self.config.__dict__),
@@ -448,7 +478,7 @@ class Fit:
             "step_size": step,
             "lp": -st["potential_energy"],
         }
-        constant = {k: v for k, v in (("N", self.data.N), ("D", self.data.D), ("C", self.data.C))}
+        constant = {k: getattr(self.data, k) for k in ("N", "D", "C", "U")}
         constant = {k: v for k, v in constant.items() if v is not None}
         for k in ("curve", "run"):
             ids = getattr(self.data, k)
@@ -485,14 +515,18 @@ class Fit:
 
     def __repr__(self) -> str:
         table = self.summary()[["median", "5%", "95%", "r_hat", "ess_bulk"]]
-        return self._header() + "\n" + table.to_string(float_format=lambda x: f"{x:.4g}")
+        text = self._header() + "\n" + table.to_string(float_format=lambda x: f"{x:.4g}")
+        return text + "".join(f"\nWarning: {m}" for m in self.identifiability)
 
     def _repr_html_(self) -> str:
         table = self.summary()[
             ["mean", "sd", "median", "5%", "95%", "r_hat", "ess_bulk", "ess_tail"]
         ]
-        return f"<p><b>bayescale</b> {html.escape(self._header())}</p>" + table.to_html(
-            float_format=lambda x: f"{x:.4g}"
+        notes = "".join(f"<p><b>Warning:</b> {html.escape(m)}</p>" for m in self.identifiability)
+        return (
+            f"<p><b>bayescale</b> {html.escape(self._header())}</p>"
+            + table.to_html(float_format=lambda x: f"{x:.4g}")
+            + notes
         )
 
 
@@ -516,10 +550,12 @@ def load(path: str | Path):
         return load_batch(path)
     law = get_law(str(attrs["law"]))
     df = attrs["df"]
+    trials = float(attrs.get("trials", -1))
     spec = build_model(
         law,
         likelihood=str(attrs["likelihood"]),
         df=None if isinstance(df, str) else float(df),
+        trials=None if trials < 0 else trials,
     )
     samples = {k: np.asarray(post[k]) for k in spec.site_names}
     st = azc.group(container, "sample_stats")
@@ -533,7 +569,7 @@ def load(path: str | Path):
     }
     const = azc.group(container, "constant_data")
     obs = azc.group(container, "observed_data")
-    cols = {k: np.asarray(const[k]) for k in ("N", "D", "C", "curve", "run") if k in const}
+    cols = {k: np.asarray(const[k]) for k in ("N", "D", "C", "U", "curve", "run") if k in const}
     data = from_arrays(loss=np.asarray(obs["loss"]), **cols)
     config = SamplerConfig(**json.loads(attrs["config"]))
     retried = bool(int(attrs.get("retried", 0)))

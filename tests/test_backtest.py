@@ -1,0 +1,419 @@
+"""Tests of bayescale.check: extrapolation backtests (issue 5, part 2) and identifiability
+warnings (part 5).
+
+Scores are checked against hand-computed values and NumPyro's densities; the cut, split and
+"too few runs" logic against run counts read off the data; calibration on SYNTHETIC curves
+with known truth (coverage within binomial error, log score below the true density's);
+Gadre et al.'s published point forecasts are reproduced; identifiability warnings fire on
+designs that cannot identify E and stay silent on the Chinchilla IsoFLOP design.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import numpyro.distributions as dist
+import pandas as pd
+import pytest
+from conftest import FAST
+from scipy.optimize import curve_fit
+from scipy.special import logsumexp
+
+import bayescale as bs
+from bayescale import check
+from bayescale.check import (
+    SYNTHETIC_N,
+    IdentifiabilityWarning,
+    backtest,
+    backtest_points,
+    identifiability,
+    identifiability_stats,
+    summarize,
+    synthetic_backtest_curves,
+)
+
+#: Noise of the synthetic curves (sd of the log loss) and the expected log score of the true
+#: density, E[log N(z; 0, s)] = -log(s sqrt(2 pi)) - 1/2: no forecast beats it on average
+#: (Gibbs' inequality).
+NOISE = 0.01
+TRUE_LPD = -math.log(NOISE * math.sqrt(2 * math.pi)) - 0.5
+
+
+def binomial_band(p: float, n: int, z: float = 3.0) -> tuple[float, float]:
+    """p +- z sd of a binomial proportion over n independent units."""
+    sd = math.sqrt(p * (1 - p) / n)
+    return p - z * sd, p + z * sd
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def pure_power_fit():
+    """power_n on a pure power law (E = 0) over two decades: E is not identified."""
+    N = SYNTHETIC_N[:11]
+    rng = np.random.default_rng(0)
+    loss = 30 * N**-0.1 * np.exp(NOISE * rng.standard_normal(N.size))
+    return bs.fit(bs.from_arrays(N=N, loss=loss), "power_n", rng_key=0, **FAST)
+
+
+@pytest.fixture(scope="module")
+def stub(pure_power_fit):
+    """A fit_fn that records the training sets and returns one fixed fit (no sampling)."""
+    calls = []
+
+    def fit_fn(train, law, **kwargs):
+        calls.append((len(train), bs.laws.get(law).name, kwargs))
+        return pure_power_fit
+
+    fit_fn.calls = calls
+    return fit_fn
+
+
+# ----------------------------------------------------------------------------- scores
+@pytest.mark.parametrize("likelihood", ["lognormal", "student_t", "laplace", "normal"])
+def test_log_density_is_numpyros(likelihood):
+    """lpd = log mean over draws of the density of the held-out log loss (NumPyro's)."""
+    mu = np.array([[0.9, 1.1], [1.0, 1.05], [0.95, 1.2]])  # 3 draws x 2 held-out runs
+    sigma = np.array([0.05, 0.08, 0.04])
+    nu = np.array([3.0, 7.0, 30.0])
+    log_y = np.array([0.97, 1.12])
+    fake = SimpleNamespace(
+        samples={"sigma": sigma[None, :], "nu": nu[None, :]},
+        spec=SimpleNamespace(likelihood=likelihood, df=None),
+    )
+    s, n = sigma[:, None], nu[:, None]
+    if likelihood == "lognormal":
+        logp = dist.Normal(mu, s).log_prob(log_y)
+    elif likelihood == "student_t":
+        logp = dist.StudentT(n, mu, s).log_prob(log_y)
+    elif likelihood == "laplace":
+        logp = dist.Laplace(mu, s).log_prob(log_y)
+    else:  # density of log y = density of y times y
+        logp = np.asarray(dist.Normal(np.exp(mu), s).log_prob(np.exp(log_y))) + log_y[None, :]
+    expected = logsumexp(np.asarray(logp), axis=0) - math.log(3)
+    got = check._log_density(fake, mu, log_y)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_summarize_by_hand():
+    """Median/mean ARE, RMSLE, coverage, lpd and status of a hand-made table."""
+    loss = np.array([2.0, 2.0, 4.0, 4.0])
+    median = np.array([2.02, 1.9, 4.0, 4.4])
+    points = pd.DataFrame(
+        {
+            "dataset": "d",
+            "curve": ["a", "a", "b", "b"],
+            "cut": "0.1",
+            "law": "power_n",
+            "likelihood": "lognormal",
+            "loss": loss,
+            "median": median,
+            "extrapolation": [2.0, 3.0, 1.5, 9.0],
+            "lower90": [1.9, 1.95, 3.9, 4.1],
+            "upper90": [2.1, 2.1, 4.1, 4.6],
+            "lpd": [1.0, 2.0, 3.0, 4.0],
+            "are": np.abs(median - loss) / loss,
+            "n_train": [10, 10, 7, 7],
+            "status": ["ok", "ok", "divergences", "divergences"],
+            "weak_E": [0, 0, 2, 2],
+            "fit_s": [1.0, 1.0, 3.0, 3.0],
+        }
+    )
+    table = summarize(points, by=["cut"]).iloc[0]
+    assert table["n_fits"] == 2 and table["n_train"] == 17 and table["n_test"] == 4
+    assert table["median_are"] == pytest.approx(np.median([0.01, 0.05, 0.0, 0.1]))
+    assert table["mean_are"] == pytest.approx(0.04)
+    assert table["rmsle"] == pytest.approx(np.sqrt(np.mean(np.log(median / loss) ** 2)))
+    assert table["cov90"] == pytest.approx(0.75)  # runs 0, 1 and 2 inside
+    assert table["lpd"] == pytest.approx(2.5)
+    assert table["max_extrapolation"] == 9.0
+    assert table["weak_E"] == 1 and table["fit_s"] == pytest.approx(2.0)
+    assert table["status"] == "ok: 1, divergences: 1"
+    per_curve = summarize(points)
+    assert list(per_curve["status"]) == ["ok", "divergences"]
+
+
+# ----------------------------------------------------------------------------- splitting
+def test_cuts_count_runs_and_report_too_few(stub):
+    """Cut at 1/10, 1/100, 1/1000 of the largest N (16 runs over 3 decades)."""
+    data, _ = synthetic_backtest_curves("power_n", 1, seed=3)
+    stub.calls.clear()
+    table = backtest(data, "power_n", cuts=(0.1, 0.01, 0.001), axis="N", fit_fn=stub)
+    assert list(table["cut"]) == ["0.1", "0.01", "0.001"]
+    assert list(table["n_train"]) == [11, 6, 1]
+    assert list(table["n_test"]) == [5, 10, 15]
+    assert list(table["status"]) == ["ok", "ok", "too_few_runs"]
+    assert [n for n, _, _ in stub.calls] == [11, 6]  # the too-few cut was never fitted
+    assert table.loc[2, ["median_are", "cov90", "lpd"]].isna().all()
+    assert table.loc[:1, ["median_are", "cov50", "cov90", "lpd"]].notna().all().all()
+    assert table.loc[0, "max_extrapolation"] == pytest.approx(10.0)
+
+
+def test_cut_keeps_the_budget_at_the_cut(stub):
+    """IsoFLOP budgets 1e18..1e21: the cut at 1/10 keeps the 1e20 budget (45 runs)."""
+    data = bs.datasets.chinchilla_synthetic(seed=0)
+    stub.calls.clear()
+    table = backtest(data, "chinchilla", fit_fn=stub, fit_kwargs={"likelihood": "laplace"})
+    assert list(table["n_train"]) == [45, 27] and list(table["n_test"]) == [18, 36]
+    assert [(n, law) for n, law, _ in stub.calls] == [(45, "chinchilla"), (27, "chinchilla")]
+    assert stub.calls[0][2] == {"likelihood": "laplace"}
+    assert set(table["likelihood"]) == {"laplace"}
+
+
+def test_split_mask_per_curve(stub):
+    """split=: per curve; a curve without held-out runs and one with 3 training runs."""
+    data, _ = synthetic_backtest_curves("power_n", 3, seed=1)
+    curve = np.asarray(data.curve)
+    position = np.concatenate([np.arange(16)] * 3)
+    mask = np.where(curve == "s0000", position < 11, True)
+    mask = np.where(curve == "s0002", position < 3, mask)
+    points = backtest_points(data, "power_n", split=mask, fit_fn=stub, dataset="x")
+    table = summarize(points).set_index("curve")
+    assert table.loc["s0000", ["n_train", "n_test"]].tolist() == [11, 5]
+    assert table.loc["s0000", "status"] == "ok"
+    assert table.loc["s0001", "status"] == "no_test_runs"
+    assert table.loc["s0001", "n_test"] == 0
+    assert table.loc["s0002", "status"] == "too_few_runs"
+    assert (table["cut"] == "split").all()
+    held_out = points[points["curve"] == "s0000"]["row"].to_numpy()
+    np.testing.assert_array_equal(held_out, np.arange(11, 16))
+
+
+def test_bad_arguments(stub):
+    data, _ = synthetic_backtest_curves("power_n", 1, seed=0)
+    with pytest.raises(bs.DataError, match="axis 'C'"):
+        backtest(data, "power_n", fit_fn=stub)  # no compute column
+    with pytest.raises(bs.DataError, match="needs input"):
+        backtest(data, "chinchilla", axis="N", fit_fn=stub)
+    with pytest.raises(bs.DataError, match="boolean array"):
+        backtest(data, "power_n", split=np.ones(3, dtype=bool), fit_fn=stub)
+    with pytest.raises(ValueError, match="cuts"):
+        backtest(data, "power_n", axis="N", cuts=(1.5,), fit_fn=stub)
+    with pytest.raises(ValueError, match="interval"):
+        backtest(data, "power_n", axis="N", prob=(0.9, 1.0), fit_fn=stub)
+
+
+# ----------------------------------------------------------------------------- synthetic
+def _check_calibration(points: pd.DataFrame, num_curves: int) -> pd.Series:
+    """Pooled coverage within the binomial band of num_curves independent curves (a curve's
+    held-out runs share one posterior, so curves, not runs, are the independent units: the
+    conservative band), and the log score below the true density's (no lower bound: it falls
+    with the distance of the extrapolation, 2.9 nats at 10x and 2.3 at 100x on kaplan_n)."""
+    row = summarize(points, by=["cut"]).iloc[0]
+    lo90, hi90 = binomial_band(0.9, num_curves)
+    lo50, hi50 = binomial_band(0.5, num_curves)
+    assert lo90 <= row["cov90"] <= hi90, row
+    assert lo50 <= row["cov50"] <= hi50, row
+    # Gibbs: on average no forecast scores above the true density (3.19 nats); the log score
+    # of one run under the truth has sd sqrt(1/2), so 3 sd of a single curve's mean is slack
+    assert np.isfinite(row["lpd"]) and row["lpd"] < TRUE_LPD + 3 * math.sqrt(0.5), row
+    return row
+
+
+def test_synthetic_kaplan_backtest_is_calibrated():
+    """20 SYNTHETIC Kaplan curves, fit N <= 1e9, forecast up to 1e10 (10x)."""
+    data, _ = synthetic_backtest_curves("kaplan_n", 20, seed=11, noise=NOISE)
+    points = backtest_points(data, "kaplan_n", cuts=(0.1,), axis="N", fit_kwargs=FAST)
+    row = _check_calibration(points, 20)
+    assert row["n_test"] == 100 and row["status"] == "ok: 20"
+    # a perfect forecast has median |exp(noise z) - 1| = 0.674 noise = 0.67%
+    assert row["median_are"] <= 0.01, row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("law", ["chinchilla", "power_n", "kaplan_n"])
+def test_synthetic_backtests_20_curves_per_law(law):
+    """20 SYNTHETIC curves per law, cuts at 1/10 and 1/100 (the 200-curve version with the
+    issue's targets is benchmarks/backtests.py)."""
+    data, _ = synthetic_backtest_curves(law, 20, seed=5, noise=NOISE)
+    axis = check.SYNTHETIC_LAWS[law]
+    points = backtest_points(data, law, axis=axis, fit_kwargs=FAST)
+    for cut in ("0.1", "0.01"):
+        _check_calibration(points[points["cut"] == cut], 20)
+    at_tenth = summarize(points[points["cut"] == "0.1"], by=["cut"]).iloc[0]
+    assert at_tenth["median_are"] <= (0.015 if law == "power_n" else 0.01)
+
+
+# ----------------------------------------------------------------------------- real data
+def test_revisiting_nsl_split_by_training_flag(shared):
+    """The NMT curves of Alabdulmohsin et al. 2022 with 10 training rows (3 of 5; one data
+    shape, one compile): fit the Training == 1 rows, forecast the held-out row at twice the
+    largest training size; power_d on Seen Examples."""
+    df = pd.read_csv(shared / "revisiting-nsl" / "benchmark.lang.csv").drop_duplicates()
+    df = df[df["Domain"] == "NMT"]
+    keys = ["Domain", "Task", "Model"]
+    df = df[df.groupby(keys)["Training"].transform("sum") == 10].reset_index(drop=True)
+    data = bs.from_dataframe(df, N=None, D="Seen Examples", C=None, loss="Loss", curve=keys)
+    mask = df["Training"].to_numpy() == 1
+    table = backtest(data, "power_d", split=mask, fit_kwargs=FAST, dataset="revisiting-nsl")
+    assert sorted(table["curve"]) == [
+        "NMT/log_perplexity/6 Enc, 28 Dec",
+        "NMT/log_perplexity/6 Enc, 6 Dec",
+        "NMT/log_perplexity/Dec-only",
+    ]
+    assert (table["n_train"] == 10).all() and (table["n_test"] == 1).all()
+    assert (table["status"] != "too_few_runs").all()
+    assert table["max_extrapolation"].to_numpy() == pytest.approx(2.0, rel=1e-9)
+    assert np.isfinite(table[["median_are", "lpd"]].to_numpy()).all()
+
+
+def test_real_datasets_cut_counts(shared, stub):
+    """Run counts of the cuts on Epoch, Gadre and Open-Athena (no sampling: a stub fit)."""
+    epoch = bs.datasets.load("epoch-chinchilla", data_dir=shared)
+    table = backtest(epoch, "chinchilla", fit_fn=stub)
+    assert list(table["n_train"]) == [226, 146] and list(table["n_test"]) == [19, 99]
+    iso = pd.read_csv(shared / "open-athena-isoflops" / "isoflops.csv")
+    iso = iso[~iso["outlier"].astype(bool)]
+    data = bs.from_dataframe(iso, N="params", D="tokens", C="budget", curve="experiment")
+    table = summarize(backtest_points(data, "chinchilla", fit_fn=stub)).set_index(["curve", "cut"])
+    # Marin budgets 9e18..3e20: 1/100 of the largest leaves no run; Epoch's copy keeps two
+    # IsoFLOP budgets (6e18, 1e19), fewer than 3 scales
+    assert table.loc[("marin_202603__dclm__llama_2", "0.01"), "status"] == "too_few_runs"
+    assert table.loc[("marin_202603__dclm__llama_2", "0.01"), "n_train"] == 0
+    assert table.loc[("epochai_chinchilla__massivetext__chinchilla", "0.01"), "status"] == (
+        "too_few_runs"
+    )
+    assert table.loc[("epochai_chinchilla__massivetext__chinchilla", "0.1"), "n_train"] == 47
+    assert (table.xs("0.1", level="cut")["status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_epoch_backtest(shared):
+    """Epoch's 245 digitised Chinchilla runs, both likelihoods, cuts at 1/10 and 1/100."""
+    data = bs.datasets.load("epoch-chinchilla", data_dir=shared)
+    for likelihood in ("lognormal", "student_t"):
+        table = backtest(data, "chinchilla", fit_kwargs={**FAST, "likelihood": likelihood})
+        assert (table["status"] == "ok").all()
+        # measured 1.3-2.5%: the digitisation's scatter is about 2% (sigma of the fit)
+        assert (table["median_are"] < 0.05).all(), table
+
+
+GADRE_SMALL = ("d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8")
+
+
+def test_gadre_reference_point_forecasts(shared):
+    """Gadre et al. 2024 (arXiv:2403.08540): L(N, M) = a N^b + c 6^(b/2) (M N)^b + E fitted by
+    least squares on their 5 small rpj runs (4 sizes at M = 20, the smallest at M = 320)
+    from their 4x4x2x4 start grid (scaling/laws.py: curve_fit_powlaw_ours, best residual
+    std) predicts the C4 loss of open_lm_1b at M = 640 and open_lm_7b at M = 20 with relative
+    errors 0.7103% and 0.7320% (scaling_explorer.ipynb; SOURCE.txt)."""
+    df = pd.read_csv(shared / "gadre-overtraining" / "models.csv")
+    rpj = df[df["dataset"] == "rpj"]
+    M = rpj["tokens_per_param_M"]
+    small = rpj[
+        (rpj["model"].isin(GADRE_SMALL) & (M == 20))
+        | ((rpj["model"] == GADRE_SMALL[0]) & (M == 320))
+    ]
+    assert len(small) == 5
+
+    def law(x, a, c, b, E):
+        N, M = x
+        return a * N**b + c * 6 ** (b / 2) * (M * N) ** b + E
+
+    x = (small["N"].to_numpy(float), small["tokens_per_param_M"].to_numpy(float))
+    y = small["loss_c4_val"].to_numpy(float)
+    best = None
+    grid = itertools.product(
+        [1e2, 3e2, 1e3, 3e3], [1e2, 3e2, 1e3, 3e3], [-0.1, -0.3], [0, 1, 2, 10]
+    )
+    for p0 in grid:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # curve_fit's OptimizeWarning on some starts
+            try:
+                popt, _ = curve_fit(law, x, y, p0=p0, maxfev=10000)
+            except RuntimeError:
+                continue
+        resid = y - law(x, *popt)
+        score = np.sqrt(np.sum(resid**2) / (resid.size - 2))
+        if best is None or score < best[0]:
+            best = (score, popt)
+    a, c, b, E = best[1]
+    assert (a, c, b, E) == pytest.approx((166.21, 366.69, -0.27285, 1.8366), rel=2e-4)
+    for model, m, published in (("open_lm_1b", 640, 0.7103), ("open_lm_7b", 20, 0.7320)):
+        run = rpj[(rpj["model"] == model) & (M == m)].iloc[0]
+        pred = law((float(run["N"]), float(m)), *best[1])
+        error = 100 * abs(pred - run["loss_c4_val"]) / run["loss_c4_val"]
+        assert error == pytest.approx(published, abs=5e-5)  # published to 4 decimals
+
+
+# ----------------------------------------------------------------------------- identifiability
+def test_pure_power_law_warns_of_the_tradeoff(pure_power_fit):
+    """E = 0 truth over two decades of N: E and alpha trade off (|corr| 0.97-0.98, sd ratio
+    0.36-0.41 over seeds)."""
+    stats = identifiability_stats(pure_power_fit)
+    assert abs(stats["corr_alpha"]) > check.E_CORR_WARN
+    assert check.E_CORR_MIN_RATIO < stats["sd_ratio"] < check.E_SD_RATIO_WARN
+    messages = identifiability(pure_power_fit)
+    assert any("trades off against alpha" in m for m in messages), messages
+
+
+def test_tiny_exponent_warns_that_e_is_unconstrained():
+    """E = 1.5 + 20 N^-0.05 over two decades: the posterior of E keeps most of its prior
+    spread (sd ratio 0.6-0.75 over seeds), and the warning says so."""
+    N = SYNTHETIC_N[:11]
+    rng = np.random.default_rng(0)
+    loss = (1.5 + 20 * N**-0.05) * np.exp(NOISE * rng.standard_normal(N.size))
+    fit = bs.fit(bs.from_arrays(N=N, loss=loss), "power_n", rng_key=0, **FAST)
+    stats = identifiability_stats(fit)
+    assert stats["sd_ratio"] > check.E_SD_RATIO_WARN, stats
+    assert any("barely constrain" in m for m in identifiability(fit))
+
+
+def test_prior_sd_at_the_loss_level_is_analytic(pure_power_fit):
+    """power_n: E = L (1 - frac), L from the posterior, frac ~ Beta(1.5, 1.5) independent, so
+    Var E = E[L^2] E[(1-f)^2] - E[L]^2 E[1-f]^2 with E[1-f] = 1/2, E[(1-f)^2] = 5/16."""
+    L = np.exp(np.asarray(pure_power_fit.samples["log_L_ref"]).reshape(-1))
+    expected = math.sqrt(np.mean(L**2) * 5 / 16 - np.mean(L) ** 2 / 4)
+    stats = identifiability_stats(pure_power_fit, num_prior_draws=40_000)
+    # Monte Carlo error of an sd from 40,000 draws: about 0.4%; 2% is > 4 sd
+    assert stats["prior_sd"] == pytest.approx(expected, rel=0.02)
+    assert stats["post_sd"] == pytest.approx(np.std(pure_power_fit.params["E"], ddof=1))
+
+
+def test_chinchilla_isoflop_design_identifies_e():
+    """The synthetic Chinchilla IsoFLOP design (63 runs) pins E: sd ratio 0.04-0.05."""
+    fit = bs.fit(bs.datasets.chinchilla_synthetic(seed=0), "chinchilla", rng_key=0, **FAST)
+    stats = identifiability_stats(fit)
+    assert stats["sd_ratio"] < 0.1 and max(abs(stats["corr_alpha"]), abs(stats["corr_beta"])) < 0.9
+    assert identifiability(fit) == []
+
+
+@pytest.mark.parametrize(
+    ("ratio", "corr", "expected"),
+    [
+        (0.05, 0.80, []),  # Chinchilla IsoFLOP design
+        (0.12, 0.96, []),  # recovery-test power law: strong correlation, E pinned
+        (0.40, 0.97, ["trades off"]),  # pure power law over two decades
+        (0.65, 0.88, ["barely constrain"]),  # exponent 0.05 over two decades
+        (0.65, -0.97, ["barely constrain", "trades off"]),
+    ],
+)
+def test_identifiability_rules(monkeypatch, ratio, corr, expected):
+    stats = {"post_sd": ratio, "prior_sd": 1.0, "sd_ratio": ratio, "corr_alpha": corr}
+    monkeypatch.setattr(check, "identifiability_stats", lambda fit: stats)
+    messages = identifiability(None)
+    assert len(messages) == len(expected)
+    for message, key in zip(messages, expected, strict=True):
+        assert key in message
+
+
+def test_laws_without_e_have_no_identifiability_statistics():
+    fake = SimpleNamespace(law=bs.laws.get("kaplan_n"))
+    assert identifiability_stats(fake) == {} and identifiability(fake) == []
+
+
+def test_fit_summary_and_predict_say_so(pure_power_fit):
+    """Fit.summary(), repr and predict beyond the data carry the warnings (results.py)."""
+    messages = list(pure_power_fit.identifiability)
+    assert messages == identifiability(pure_power_fit)
+    assert pure_power_fit.summary().attrs["warnings"] == messages
+    assert "Warning: the irreducible loss E trades off" in repr(pure_power_fit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IdentifiabilityWarning)
+        inside = pure_power_fit.predict(N=1e8)  # inside the data: no warning
+    assert inside.attrs["identifiability"] == messages
+    with pytest.warns(IdentifiabilityWarning, match="forecast beyond the data"):
+        pure_power_fit.predict(N=1e10)
