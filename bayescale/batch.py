@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from numpyro import handlers
 
 from . import _arviz_compat as azc
 from ._fit import _validate_config, reference_point
@@ -37,11 +36,11 @@ from .data import (
     DataError,
     ScalingData,
     as_scaling_data,
-    check_positive_targets,
     from_arrays,
+    prediction_inputs,
 )
 from .infer import batch as engine
-from .infer.nuts import SamplerConfig
+from .infer.nuts import SamplerConfig, pointwise_loglik
 from .laws import Law
 from .laws import get as get_law
 from .model import ModelSpec, build_model
@@ -195,6 +194,8 @@ def fit_many(
     devices: Sequence[Any] | None = None,
     client: Any = None,
     progress: bool = True,
+    pooling: str = "none",
+    share: Sequence[str] | None = None,
 ) -> BatchFit:
     """Fit one law to many curves with NUTS, in one compiled program per shape.
 
@@ -258,6 +259,12 @@ def fit_many(
         concatenate the saved batches; one host's chunks shard over its local devices.
     progress
         Show a tqdm progress bar per chunk.
+    pooling, share
+        ``"none"`` (default): every curve is fitted on its own. ``"partial"``: hierarchical
+        pooling, one joint model in which the parameters named in ``share`` (e.g.
+        ``["alpha", "beta"]``) of all curves come from a common population learnt from all
+        curves; see :func:`bayescale.pooling.fit_pooled` (returns a
+        :class:`~bayescale.pooling.PooledBatchFit` with ``.population``).
 
     Returns
     -------
@@ -283,6 +290,17 @@ def fit_many(
     >>> batch.predict(N=1e11)                                      # doctest: +SKIP
     >>> batch["curve_0007"].summary()                              # doctest: +SKIP
     """
+    if pooling != "none" or share is not None:
+        from .pooling import fit_many_pooled
+
+        return fit_many_pooled(
+            data, law, pooling=pooling, share=share, curve=curve, columns=columns,
+            likelihood=likelihood, priors=priors, df=df, num_warmup=num_warmup,
+            num_samples=num_samples, num_chains=num_chains, target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth, dense_mass=dense_mass, batch_size=batch_size,
+            rng_key=rng_key, retry=retry, dtype=dtype, devices=devices, client=client,
+            progress=progress,
+        )  # fmt: skip
     start_wall = time.perf_counter()
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
     law = spec.law
@@ -584,18 +602,7 @@ def _batch_mean_fn(law: Law):
 def _batch_loglik_fn(spec: ModelSpec):
     """Jitted pointwise log-likelihood of padded curves: (curve, chain, draw, length)."""
     if spec.key not in _LOGLIK:
-
-        def single(params, log_x, ref, log_loss, mask):
-            tr = handlers.trace(handlers.substitute(spec, params)).get_trace(
-                log_x, ref, log_loss, mask
-            )
-            site = tr["obs"]
-            return site["fn"].log_prob(site["value"])
-
-        over_draws = jax.vmap(
-            jax.vmap(single, (0, None, None, None, None)), (0, None, None, None, None)
-        )
-        _LOGLIK[spec.key] = jax.jit(jax.vmap(over_draws))
+        _LOGLIK[spec.key] = jax.jit(jax.vmap(pointwise_loglik(spec)))
     return _LOGLIK[spec.key]
 
 
@@ -798,32 +805,12 @@ class BatchFit:
         return out
 
     # ------------------------------------------------------------------ forecasts
-    def _targets(self, N=None, D=None, C=None) -> dict[str, np.ndarray]:
-        given = {k: v for k, v in (("N", N), ("D", D), ("C", C)) if v is not None}
-        vals = {k: check_positive_targets(k, v) for k, v in given.items()}
-        if vals:
-            vals = dict(zip(vals, np.broadcast_arrays(*vals.values()), strict=True))
-        need = set(self.law.inputs)
-        if "D" in need and "D" not in vals and {"N", "C"} <= vals.keys():
-            vals["D"] = vals["C"] / (6.0 * vals["N"])
-        if "N" in need and "N" not in vals and {"D", "C"} <= vals.keys():
-            vals["N"] = vals["C"] / (6.0 * vals["D"])
-        if "C" in need and "C" not in vals and {"N", "D"} <= vals.keys():
-            vals["C"] = 6.0 * vals["N"] * vals["D"]
-        missing = sorted(need - vals.keys())
-        if missing:
-            raise DataError(
-                f"law {self.law.name!r} needs {', '.join(self.law.inputs)} to predict; "
-                f"missing {', '.join(missing)} (C = 6ND fills one of N, D, C from the other two)",
-                column=missing[0],
-            )
-        return {k: np.atleast_1d(v).reshape(-1).astype(np.float64) for k, v in vals.items()}
-
     def predict(
         self,
         N: Any = None,
         D: Any = None,
         C: Any = None,
+        U: Any = None,
         *,
         prob: float = 0.9,
         seed: int = 0,
@@ -833,7 +820,7 @@ class BatchFit:
 
         Parameters
         ----------
-        N, D, C
+        N, D, C, U
             Scalars or arrays (broadcast together), as in :meth:`Fit.predict
             <bayescale.results.Fit.predict>`.
         prob
@@ -857,7 +844,7 @@ class BatchFit:
         >>> batch.predict(N=1e11)  # doctest: +SKIP
         """
         _check_prob(prob)
-        vals = self._targets(N, D, C)
+        vals = prediction_inputs(self.law.name, self.law.inputs, N=N, D=D, C=C, U=U)
         m = len(next(iter(vals.values())))
         num = len(self)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
@@ -895,7 +882,7 @@ class BatchFit:
                 stacklevel=2,
             )
         out = pd.DataFrame({"curve": np.repeat(np.asarray(self.curve_ids, dtype=object), m)})
-        for k in ("N", "D", "C"):
+        for k in ("N", "D", "C", "U"):
             if k in vals:
                 out[k] = np.tile(vals[k], num)
         for k in cols:
@@ -1138,7 +1125,7 @@ def load_batch(path: str | Path) -> BatchFit:
     ref = {k[4:]: np.asarray(const[k], dtype=float) for k in const if str(k).startswith("ref_")}
     diag = _diagnose(samples, stats, spec)
     seed = int(attrs.get("seed", -1))
-    return BatchFit(
+    batch = BatchFit(
         spec=spec,
         curve_ids=tuple(ids),
         data=tuple(datas),
@@ -1153,6 +1140,11 @@ def load_batch(path: str | Path) -> BatchFit:
         timing=json.loads(attrs.get("timing", "{}")),
         seed=None if seed < 0 else seed,
     )
+    if "pooling" in attrs:  # written by a pooled fit: restore its population
+        from .pooling import _from_container
+
+        return _from_container(batch, container)
+    return batch
 
 
 # ============================================================================= synthetic data

@@ -13,7 +13,7 @@ import numbers
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -753,3 +753,53 @@ def check_positive_targets(name: str, values: Any) -> np.ndarray:
         what = str(exc).split(": ", 1)[-1]
         message = f"prediction target {name!r}, element {exc.row}: {what}"
         raise DataError(message, column=name, row=exc.row, value=exc.value) from None
+
+
+def prediction_inputs(
+    law: str, inputs: Sequence[str], *, N: Any = None, D: Any = None, C: Any = None, U: Any = None
+) -> dict[str, np.ndarray]:
+    """Validate forecast targets and fill the missing one of N, D, C from C = 6ND.
+
+    Shared by every result type's ``predict`` (single fits, batch fits, point fits).
+
+    Parameters
+    ----------
+    law, inputs
+        The law's name (for messages) and inputs (e.g. ``("N", "D")``).
+    N, D, C, U
+        Targets, scalars or array-likes broadcast against each other.
+
+    Returns
+    -------
+    dict
+        Flat float64 arrays by input name. ``C`` is added beside given ``N`` and ``D``.
+
+    Raises
+    ------
+    DataError
+        When a value is not a positive finite number, or an input the law needs is missing.
+
+    Examples
+    --------
+    >>> prediction_inputs("chinchilla", ("N", "D"), N=70e9, C=5.88e23)["D"].round(-9).tolist()
+    [1400000000000.0]
+    """
+    given = {k: v for k, v in (("N", N), ("D", D), ("C", C), ("U", U)) if v is not None}
+    vals = {k: check_positive_targets(k, v) for k, v in given.items()}
+    if vals:
+        vals = dict(zip(vals, np.broadcast_arrays(*vals.values()), strict=True))
+    need = set(inputs)
+    if "D" in need and "D" not in vals and {"N", "C"} <= vals.keys():
+        vals["D"] = vals["C"] / (6.0 * vals["N"])
+    if "N" in need and "N" not in vals and {"D", "C"} <= vals.keys():
+        vals["N"] = vals["C"] / (6.0 * vals["D"])
+    if "C" not in vals and {"N", "D"} <= vals.keys():  # shown beside N and D
+        vals["C"] = 6.0 * vals["N"] * vals["D"]
+    missing = [k for k in inputs if k not in vals]
+    if missing:
+        raise DataError(
+            f"law {law!r} needs {', '.join(inputs)} to predict; missing {', '.join(missing)} "
+            "(C = 6ND fills one of N, D, C from the other two)",
+            column=missing[0],
+        )
+    return {k: np.atleast_1d(v).reshape(-1).astype(np.float64) for k, v in vals.items()}

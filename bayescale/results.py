@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _arviz_compat as azc
-from .data import DataWarning, ScalingData, check_positive_targets, from_arrays
+from .data import DataWarning, ScalingData, from_arrays, prediction_inputs
 from .infer.nuts import SamplerConfig, log_likelihood
 from .laws import Law
 from .laws import get as get_law
@@ -284,29 +284,6 @@ class Fit:
             stacklevel=3,
         )
 
-    def _targets(self, N=None, D=None, C=None, U=None) -> dict[str, np.ndarray]:
-        given = {k: v for k, v in (("N", N), ("D", D), ("C", C), ("U", U)) if v is not None}
-        vals = {k: check_positive_targets(k, v) for k, v in given.items()}
-        if vals:
-            vals = dict(zip(vals, np.broadcast_arrays(*vals.values()), strict=True))
-        need = set(self.law.inputs)
-        if "D" in need and "D" not in vals and {"N", "C"} <= vals.keys():
-            vals["D"] = vals["C"] / (6.0 * vals["N"])
-        if "N" in need and "N" not in vals and {"D", "C"} <= vals.keys():
-            vals["N"] = vals["C"] / (6.0 * vals["D"])
-        if "C" not in vals and {"N", "D"} <= vals.keys():  # shown beside N and D
-            vals["C"] = 6.0 * vals["N"] * vals["D"]
-        missing = sorted(need - vals.keys())
-        if missing:
-            from .data import DataError
-
-            raise DataError(
-                f"law {self.law.name!r} needs {', '.join(self.law.inputs)} to predict; "
-                f"missing {', '.join(missing)} (C = 6ND fills one of N, D, C from the other two)",
-                column=missing[0],
-            )
-        return {k: np.atleast_1d(v).astype(np.float64) for k, v in vals.items()}
-
     def _extrapolation(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         factor = np.ones(len(next(iter(vals.values()))))
         observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
@@ -360,7 +337,7 @@ class Fit:
         """
         _check_prob(prob)
         self._check_gate(allow_unconverged)
-        vals = self._targets(N, D, C, U)
+        vals = prediction_inputs(self.law.name, self.law.inputs, N=N, D=D, C=C, U=U)
         extra = self._extrapolation(vals)
         worst = int(np.argmax(extra))
         if extra[worst] > EXTRAPOLATION_WARN:

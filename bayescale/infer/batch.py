@@ -47,17 +47,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import potential_energy
 from scipy import stats
 from scipy.fft import next_fast_len
 
 from ..model import ModelSpec
-from .nuts import SamplerConfig, _signature, _transforms, dispersed_init
+from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, nuts_chain
 
 __all__ = [
     "bfmi",
@@ -119,42 +116,7 @@ def pad_curves(
 # ----------------------------------------------------------------------------- the program
 def _make_batch_runner(spec: ModelSpec, config: SamplerConfig, devices: tuple[Any, ...]):
     def one_chain(key, init, data, target):
-        def pe(u):
-            return potential_energy(spec, data, {}, u)
-
-        init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
-        state = init_kernel(
-            init,
-            config.num_warmup,
-            target_accept_prob=target,
-            dense_mass=config.dense_mass,
-            max_tree_depth=config.max_tree_depth,
-            rng_key=key,
-        )
-
-        def warm(state, _):
-            state = sample_kernel(state)
-            return state, (state.diverging, state.num_steps)
-
-        state, (warm_div, warm_steps) = lax.scan(warm, state, None, length=config.num_warmup)
-
-        def draw(state, _):
-            state = sample_kernel(state)
-            out = {
-                "z": state.z,
-                "diverging": state.diverging,
-                "num_steps": state.num_steps,
-                "energy": state.energy,
-                "accept_prob": state.accept_prob,
-                "potential_energy": state.potential_energy,
-            }
-            return state, out
-
-        state, draws = lax.scan(draw, state, None, length=config.num_samples)
-        draws["step_size"] = state.adapt_state.step_size
-        draws["warmup_num_steps"] = jnp.sum(warm_steps)
-        draws["warmup_divergences"] = jnp.sum(warm_div)
-        return draws
+        return nuts_chain(spec, config, key, init, data, target)
 
     def one_curve(rng_key, target, log_x, ref, log_loss, mask):
         # Same key derivation as the single fit (nuts.py): a curve's draws depend only on its

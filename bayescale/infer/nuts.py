@@ -80,46 +80,56 @@ def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, 
     return out
 
 
+def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_accept_prob):
+    """Run one NUTS chain (warm-up then draws) as a traceable JAX function.
+
+    Shared by the single-fit program (this module) and the batch program
+    (:mod:`bayescale.infer.batch`), so both run the same sampler. ``data`` is the model's
+    ``(log_x, ref, log_loss, mask)``; ``target_accept_prob`` may be traced (the batch engine
+    retries failed curves with a higher target without recompiling).
+    """
+
+    def pe(u):
+        return potential_energy(spec, data, {}, u)
+
+    init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+    state = init_kernel(
+        init,
+        config.num_warmup,
+        target_accept_prob=target_accept_prob,
+        dense_mass=config.dense_mass,
+        max_tree_depth=config.max_tree_depth,
+        rng_key=key,
+    )
+
+    def warm(state, _):
+        state = sample_kernel(state)
+        return state, (state.diverging, state.num_steps)
+
+    state, (warm_div, warm_steps) = lax.scan(warm, state, None, length=config.num_warmup)
+
+    def draw(state, _):
+        state = sample_kernel(state)
+        out = {
+            "z": state.z,
+            "diverging": state.diverging,
+            "num_steps": state.num_steps,
+            "energy": state.energy,
+            "accept_prob": state.accept_prob,
+            "potential_energy": state.potential_energy,
+        }
+        return state, out
+
+    state, draws = lax.scan(draw, state, None, length=config.num_samples)
+    draws["step_size"] = state.adapt_state.step_size
+    draws["warmup_num_steps"] = jnp.sum(warm_steps)
+    draws["warmup_divergences"] = jnp.sum(warm_div)
+    return draws
+
+
 def _make_runner(spec: ModelSpec, config: SamplerConfig):
     def one_chain(key, init, data):
-        log_x, ref, log_loss, mask = data
-
-        def pe(u):
-            return potential_energy(spec, (log_x, ref, log_loss, mask), {}, u)
-
-        init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
-        state = init_kernel(
-            init,
-            config.num_warmup,
-            target_accept_prob=config.target_accept_prob,
-            dense_mass=config.dense_mass,
-            max_tree_depth=config.max_tree_depth,
-            rng_key=key,
-        )
-
-        def warm(state, _):
-            state = sample_kernel(state)
-            return state, (state.diverging, state.num_steps)
-
-        state, (warm_div, warm_steps) = lax.scan(warm, state, None, length=config.num_warmup)
-
-        def draw(state, _):
-            state = sample_kernel(state)
-            out = {
-                "z": state.z,
-                "diverging": state.diverging,
-                "num_steps": state.num_steps,
-                "energy": state.energy,
-                "accept_prob": state.accept_prob,
-                "potential_energy": state.potential_energy,
-            }
-            return state, out
-
-        state, draws = lax.scan(draw, state, None, length=config.num_samples)
-        draws["step_size"] = state.adapt_state.step_size
-        draws["warmup_num_steps"] = jnp.sum(warm_steps)
-        draws["warmup_divergences"] = jnp.sum(warm_div)
-        return draws
+        return nuts_chain(spec, config, key, init, data, config.target_accept_prob)
 
     def chains_in_sequence(keys, inits, data):
         return lax.map(lambda a: one_chain(a[0], a[1], data), (keys, inits))
@@ -232,19 +242,22 @@ def log_likelihood(spec: ModelSpec, samples, log_x, ref, log_loss, mask=None) ->
 _LOGLIK: dict[tuple, Any] = {}
 
 
+def pointwise_loglik(spec: ModelSpec):
+    """Unjitted pointwise log-likelihood over draws: (chain, draw, point).
+
+    Shared by single fits (:func:`log_likelihood`) and the batch engine, which vmaps it over
+    curves.
+    """
+
+    def single(params, log_x, ref, log_loss, mask):
+        tr = handlers.trace(handlers.substitute(spec, params)).get_trace(log_x, ref, log_loss, mask)
+        site = tr["obs"]
+        return site["fn"].log_prob(site["value"])
+
+    return jax.vmap(jax.vmap(single, (0, None, None, None, None)), (0, None, None, None, None))
+
+
 def _loglik_fn(spec: ModelSpec):
     if spec.key not in _LOGLIK:
-
-        def single(params, log_x, ref, log_loss, mask):
-            tr = handlers.trace(handlers.substitute(spec, params)).get_trace(
-                log_x, ref, log_loss, mask
-            )
-            site = tr["obs"]
-            return site["fn"].log_prob(site["value"])
-
-        def batched(samples, log_x, ref, log_loss, mask):
-            f = jax.vmap(jax.vmap(single, (0, None, None, None, None)), (0, None, None, None, None))
-            return f(samples, log_x, ref, log_loss, mask)
-
-        _LOGLIK[spec.key] = jax.jit(batched)
+        _LOGLIK[spec.key] = jax.jit(pointwise_loglik(spec))
     return _LOGLIK[spec.key]
