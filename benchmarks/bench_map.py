@@ -69,11 +69,9 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -82,6 +80,7 @@ if str(ROOT) not in sys.path:
 import jax  # noqa: E402
 
 import bayescale  # noqa: E402, F401  (enables float64)
+from bayescale.bench import huber_objective_and_grad, scipy_loop  # noqa: E402, F401
 from bayescale.datasets import BESIROGLU_2024, load  # noqa: E402
 from bayescale.infer import optimize as _optimize_module  # noqa: E402
 from bayescale.infer.optimize import (  # noqa: E402
@@ -92,53 +91,6 @@ from bayescale.infer.optimize import (  # noqa: E402
 
 DELTA = 1e-3
 NAMES = ("E", "A", "B", "alpha", "beta")
-
-
-def huber_objective_and_grad(p, log_N, log_D, log_loss, delta=DELTA):
-    """Epoch's objective in (a, b, e, alpha, beta) with its analytic gradient (NumPy)."""
-    a, b, e, al, be = p
-    u = np.stack([a - al * log_N, b - be * log_D, np.full_like(log_N, e)])
-    m = u.max(axis=0)
-    w = np.exp(u - m)
-    s = w.sum(axis=0)
-    r = m + np.log(s) - log_loss
-    ar = np.abs(r)
-    f = np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum()
-    psi = np.clip(r, -delta, delta)
-    q = w / s
-    g = np.array([psi @ q[0], psi @ q[1], psi @ q[2], -(psi * q[0]) @ log_N, -(psi * q[1]) @ log_D])
-    return f, g
-
-
-def scipy_loop(starts, log_N, log_D, log_loss, gradient: str, stats: dict | None = None):
-    """Epoch's loop: L-BFGS-B from every start, keep the lowest objective.
-
-    ``stats``, when given, receives per-start ``values``, ``evaluations`` and ``iterations``.
-    """
-    best = None
-    values, nfev, nit = [], [], []
-    if gradient == "analytic":
-        fun, jac = huber_objective_and_grad, True
-    else:
-
-        def fun(p, *args):
-            return huber_objective_hoffmann(p, *args, DELTA)
-
-        jac = None
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for x0 in starts:
-            res = minimize(fun, x0, args=(log_N, log_D, log_loss), jac=jac, method="L-BFGS-B")
-            values.append(float(res.fun))
-            nfev.append(int(res.nfev))
-            nit.append(int(res.nit))
-            if best is None or res.fun < best.fun:
-                best = res
-    if stats is not None:
-        stats.update(values=np.asarray(values), evaluations=np.asarray(nfev), iterations=nit)
-    a, b, e, al, be = best.x
-    params = {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": al, "beta": be}
-    return float(best.fun), {k: float(v) for k, v in params.items()}
 
 
 def timed(fn, repeats: int):

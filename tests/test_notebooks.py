@@ -12,7 +12,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_notebooks_exist():
-    assert {p.name for p in NOTEBOOKS} >= {"forecasting.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {
+        "forecasting.ipynb",
+        "batch_fitting.ipynb",
+        "benchmarking.ipynb",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
