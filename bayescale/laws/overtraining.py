@@ -370,7 +370,9 @@ def loss_to_error(
     if link is not None and any(v is not None for v in (eps, k, gamma)):
         raise ValueError("give either link= or fixed eps=, k=, gamma=, not both")
     fit._check_gate(allow_unconverged)
-    vals = fit._targets(N, D, C)
+    from ..data import prediction_inputs
+
+    vals = prediction_inputs(fit.law.name, fit.law.inputs, N=N, D=D, C=C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         loss = np.exp(fit._log_mean(vals))  # (S, M)
