@@ -39,6 +39,7 @@ from .infer.optimize import (  # noqa: E402
 )
 from .laws import Law, Parameter, UnknownLawError  # noqa: E402
 from .model import ModelError, build_model  # noqa: E402
+from .pooling import PooledBatchFit, PoolingError  # noqa: E402
 from .results import (  # noqa: E402
     Convergence,
     ConvergenceWarning,
@@ -63,6 +64,8 @@ __all__ = [
     "OptimizationWarning",
     "Parameter",
     "PointFit",
+    "PooledBatchFit",
+    "PoolingError",
     "ScalingData",
     "UnconvergedError",
     "UnconvergedOptimumError",

@@ -292,6 +292,14 @@ def test_recovery_coverage_200_curves_and_invalid_curves_reported(recovery200):
     # Nearly all chains mix (the few ess_low curves have a weakly identified E; more draws fix
     # them): R-hat <= 1.01 and no divergences for at least 95% of the curves.
     assert fitted["status"].isin(["ok", "ess_low"]).mean() >= 0.95, fitted["status"].value_counts()
+    # Forecasting far beyond the data warns once (ExtrapolationWarning) and nothing else: the
+    # unfitted curves' all-NaN rows must not raise NumPy's "All-NaN slice" RuntimeWarning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        far = batch.predict(N=1e14)
+    assert [w.category for w in caught] == [bs.ExtrapolationWarning], [str(w) for w in caught]
+    assert "200 curve(s)" in str(caught[0].message)
+    assert np.isnan(far.set_index("curve").loc["bad_value", "loss_median"])  # not fitted
     band = 3 * np.sqrt(0.9 * 0.1 / 200)
     cov = _coverage(batch, truth)
     for k, c in cov.items():
