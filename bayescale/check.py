@@ -10,9 +10,16 @@ Extrapolation backtests
 Identifiability
     :func:`identifiability`, :func:`identifiability_stats`, :class:`IdentifiabilityWarning`:
     does the posterior of the irreducible loss ``E`` say more than its prior?
+Simulation-based calibration
+    :func:`sbc`, :class:`SBCResult`, :func:`sbc_design`, :func:`coverage_band`: draw parameters
+    from the prior, simulate, fit every simulation in one ``fit_many`` call and check that the
+    ranks of the truths are uniform (is the posterior computed correctly?).
 
 References
 ----------
+Talts et al. 2018, *Validating Bayesian Inference Algorithms with Simulation-Based
+Calibration*, arXiv:1804.06788; Modrák et al. 2023, *Simulation-Based Calibration Checking for
+Bayesian Computation: The Choice of Test Quantities Shapes Sensitivity*, arXiv:2211.02383;
 Besiroglu et al. 2024, *Chinchilla Scaling: A replication attempt*, arXiv:2404.10102;
 Gadre et al. 2024, *Language models scale reliably with over-training and on downstream tasks*,
 arXiv:2403.08540 (extrapolation from small runs); Alabdulmohsin, Neyshabur & Zhai 2022,
@@ -24,12 +31,14 @@ and Estimation*, JASA 102 (log score).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -49,12 +58,17 @@ __all__ = [
     "E_CORR_MIN_RATIO",
     "E_CORR_WARN",
     "E_SD_RATIO_WARN",
+    "SBC_ALPHA",
     "SYNTHETIC_LAWS",
     "IdentifiabilityWarning",
+    "SBCResult",
     "backtest",
     "backtest_points",
+    "coverage_band",
     "identifiability",
     "identifiability_stats",
+    "sbc",
+    "sbc_design",
     "summarize",
     "synthetic_backtest_curves",
 ]
@@ -856,3 +870,840 @@ def identifiability(
                 "E itself, so extrapolations depend on the prior of E"
             )
     return out
+
+
+# =============================================================================================
+# Simulation-based calibration
+# =============================================================================================
+
+#: Name of the log-likelihood test quantity: ``log p(y_sim | theta)`` summed over the design.
+SBC_LOGLIK = "log_lik"
+#: Name of the extrapolation test quantity: the law's mean loss at 10x every input's maximum.
+SBC_EXTRAPOLATION = "loss_10x"
+#: How far beyond the design the extrapolation test quantity is taken (each input's maximum).
+SBC_EXTRAPOLATION_FACTOR = 10.0
+#: Significance level of the uniformity test and of the coverage band of :attr:`SBCResult.passed`.
+SBC_ALPHA = 0.001
+#: Loss level that centres the priors of the default designs (nats; accuracy for sigmoids).
+SBC_LOSS_LEVEL = 2.5
+SBC_ACCURACY_LEVEL = 0.5
+#: Status of a simulation that could not be fitted (invalid simulated data, non-finite draws).
+SBC_FAILED = "failed"
+#: Statuses reported per simulation, in the order of :data:`bayescale.batch.STATUSES`.
+_GATE_CHECKS = ("rhat", "ess_bulk", "ess_tail", "divergences", "bfmi")
+
+# Fixed-prior specs by (law id, likelihood, df, trials, reference, prior overrides): the priors
+# are NumPyro distributions whose identity is part of the compile-cache key of the batch
+# program, so a negative control on the same design reuses the positive run's program.
+_SBC_SPECS: dict[tuple, Any] = {}
+
+
+def _geom(lo: float, hi: float, n: int) -> np.ndarray:
+    return np.geomspace(lo, hi, n)
+
+
+#: Three decades of each single input, as in the recovery and backtest designs.
+_SINGLE_RANGE = {"N": (1e7, 1e10), "D": (1e8, 1e11), "C": (1e17, 1e20)}
+
+
+def sbc_design(law: str | Law, *, num_points: int | None = None) -> ScalingData:
+    """Default simulation design of :func:`sbc` for a law: where the simulated runs lie.
+
+    * one input (``power_*``, ``kaplan_*``, ``bnsl_*``): ``num_points`` log-spaced values over
+      three decades (N 1e7..1e10, D 1e8..1e11, C 1e17..1e20); 24 points (40 for the broken
+      power laws, whose 6-10 parameters need more, 30 for the sigmoid);
+    * N and D (``chinchilla``, ``overtraining``, ``kaplan_nd``): an IsoFLOP grid, 5 compute
+      budgets 1e18..1e21 FLOP x 6 model sizes from 1/4 to 4 times the 20-tokens-per-parameter
+      size ``sqrt(C / 120)``, ``D = C / (6 N)`` (N spans 2.3e7..1.2e10);
+    * N, D and U (``datablations``): 3 model sizes (1e8, 1e9, 1e10) x 2 unique-token budgets
+      (2 N and 20 N) x 6 epoch counts (1, 2, 4, 8, 16, 32), ``D = epochs x U``.
+
+    The ``loss`` column is the constant loss level that centres the default priors (2.5 nats;
+    0.5 accuracy for ``sigmoid`` laws), see :func:`sbc`.
+
+    Parameters
+    ----------
+    law
+        Law name or :class:`~bayescale.laws.Law`.
+    num_points
+        Points of a single-input design (ignored for grids).
+
+    Returns
+    -------
+    ScalingData
+
+    Examples
+    --------
+    >>> d = sbc_design("power_n")
+    >>> len(d), float(d.N.min()), float(d.N.max())
+    (24, 10000000.0, 10000000000.0)
+    """
+    from .data import from_arrays
+
+    law_obj = get_law(law)
+    inputs = tuple(law_obj.inputs)
+    sigmoid_like = law_obj.name.startswith("sigmoid") or set(law_obj.param_names) >= {"k", "loc"}
+    level = SBC_ACCURACY_LEVEL if sigmoid_like else SBC_LOSS_LEVEL
+    if len(inputs) == 1 and inputs[0] in _SINGLE_RANGE:
+        (x,) = inputs
+        if num_points is None:
+            num_points = 40 if law_obj.num_params >= 6 else (30 if sigmoid_like else 24)
+        values = _geom(*_SINGLE_RANGE[x], int(num_points))
+        return from_arrays(**{x: values}, loss=np.full(values.size, level))
+    if set(inputs) == {"N", "D"}:
+        budgets = _geom(1e18, 1e21, 5)
+        n_opt = np.sqrt(budgets / 120.0)
+        N = (n_opt[:, None] * _geom(0.25, 4.0, 6)[None, :]).ravel()
+        D = (np.repeat(budgets, 6) / (6.0 * N)).ravel()
+        return from_arrays(N=N, D=D, loss=np.full(N.size, level))
+    if set(inputs) == {"N", "D", "U"}:
+        grid = itertools.product((1e8, 1e9, 1e10), (2.0, 20.0), (1, 2, 4, 8, 16, 32))
+        rows = np.array([(n, r * n, e * r * n) for n, r, e in grid])
+        N, U, D = rows[:, 0], rows[:, 1], rows[:, 2]
+        return from_arrays(N=N, D=D, U=U, loss=np.full(N.size, level))
+    raise ValueError(
+        f"no default SBC design for law {law_obj.name!r} with inputs {inputs}; pass design="
+    )
+
+
+def _sbc_bins(num: int) -> int:
+    """Bins of the rank histogram: sqrt(n / 2) clipped to 2..20 (10 at 200, 5 at 50)."""
+    return int(np.clip(math.floor(math.sqrt(num / 2.0)), 2, 20))
+
+
+def coverage_band(num: int, prob: float = 0.9, alpha: float = SBC_ALPHA) -> tuple[float, float]:
+    """Acceptance interval of the coverage of a central ``prob`` interval over ``num``
+    independent simulations: the central ``1 - alpha`` binomial interval, as a fraction.
+
+    >>> coverage_band(200)
+    (0.825, 0.96)
+    """
+    lo = stats.binom.ppf(alpha / 2, num, prob) / num
+    hi = stats.binom.isf(alpha / 2, num, prob) / num
+    return float(lo), float(hi)
+
+
+def _fixed_prior_spec(spec: Any, ref: Mapping[str, float]) -> Any:
+    """A copy of ``spec`` whose every prior is the distribution ``spec`` gives at ``ref``."""
+    overrides = dict(spec.priors)
+    key = (
+        id(spec.law),
+        spec.likelihood,
+        spec.df,
+        spec.trials,
+        tuple(sorted((k, round(float(v), 12)) for k, v in ref.items())),
+        tuple((k, id(v)) for k, v in overrides.items()),
+    )
+    if key not in _SBC_SPECS:
+        fixed = {name: spec.prior(name, ref) for name in spec.site_names}
+        _SBC_SPECS[key] = (
+            build_model(
+                spec.law,
+                likelihood=spec.likelihood,
+                priors=fixed,
+                df=spec.df,
+                trials=spec.trials,
+            ),
+            overrides,  # keep the user's prior objects alive: their ids are in the key
+        )
+    return _SBC_SPECS[key][0]
+
+
+def _check_law_ignores_loss_level(law: Law, params: Mapping[str, np.ndarray], design, ref) -> None:
+    """The fit recomputes ``ref["loss"]`` from each simulated data set; SBC is exact only if the
+    law's prediction does not read it (the shipped laws read it only through their priors,
+    which :func:`sbc` fixes)."""
+    log_x = {k: np.log(getattr(design, k)) for k in law.inputs}
+    one = {k: np.asarray(v[0]) for k, v in params.items()}
+    shifted = {**ref, "loss": ref["loss"] + 0.7}
+    a = np.asarray(law.log_predict(one, log_x, ref))
+    b = np.asarray(law.log_predict(one, log_x, shifted))
+    if not np.allclose(a, b, rtol=0, atol=1e-12, equal_nan=True):
+        raise ValueError(
+            f"law {law.name!r} reads ref['loss'] in log_predict; sbc() fixes the priors at one "
+            "reference loss level but the fit recomputes the reference from each simulated "
+            "data set, so the check would not be exact"
+        )
+
+
+def _simulate(spec, params, log_x, ref, noise_scale: float, rng) -> np.ndarray:
+    """Observed losses (sim, point) drawn in NumPy from the model's likelihood around the law,
+    with the noise scale multiplied by ``noise_scale`` (the truth keeps the unscaled value).
+
+    Written apart from the NumPyro model (same distributions, independent code), so that a
+    wrong likelihood in the model shows up as miscalibration instead of being shared by
+    simulator and fit.
+    """
+    import jax.numpy as jnp
+
+    from .model import beta_precision
+
+    law = spec.law
+    theta = {k: jnp.asarray(params[k])[:, None] for k in law.param_names}
+    x = {k: jnp.asarray(v)[None, :] for k, v in log_x.items()}
+    log_mu = np.asarray(law.log_predict(theta, x, ref), dtype=np.float64)
+    sigma = noise_scale * np.asarray(params["sigma"], dtype=np.float64)[:, None]
+    shape = log_mu.shape
+    lik = spec.likelihood
+    with np.errstate(over="ignore", invalid="ignore"):
+        if lik == "lognormal":
+            return np.exp(log_mu + sigma * rng.standard_normal(shape))
+        if lik == "student_t":
+            nu = spec.df if spec.df is not None else np.asarray(params["nu"])[:, None]
+            return np.exp(log_mu + sigma * rng.standard_t(np.broadcast_to(nu, shape)))
+        if lik == "laplace":
+            return np.exp(log_mu + sigma * rng.laplace(size=shape))
+        if lik == "normal":
+            return np.exp(log_mu) + sigma * rng.standard_normal(shape)
+        m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
+        phi = np.asarray(beta_precision(jnp.asarray(sigma)), dtype=np.float64)
+        p = rng.beta(m * phi, (1.0 - m) * phi)
+        if lik == "beta":
+            return p
+        return rng.binomial(int(spec.trials), p) / spec.trials  # beta-binomial
+
+
+def _sbc_simulate(
+    law: Law,
+    design: Any,
+    num: int,
+    *,
+    likelihood: str,
+    noise_scale: float,
+    seed: int,
+    priors: Mapping[str, Any] | None,
+    df: float | None,
+) -> dict[str, Any]:
+    """Prior draws and simulated losses of :func:`sbc` (deterministic in ``seed``)."""
+    from ._fit import reference_point
+
+    design = sbc_design(law) if design is None else as_scaling_data(design)
+    design.require(law.inputs, num_params=law.num_params + 1, law=law.name)
+    ref = reference_point(design, law.inputs)
+    base = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    spec = _fixed_prior_spec(base, ref)
+    seeds = np.random.SeedSequence(int(seed)).spawn(4)
+    rng = np.random.default_rng(seeds[0])
+    truth = {
+        name: np.asarray(_sample_prior(spec.prior(name, ref), rng, num, int(seed) + j), np.float64)
+        for j, name in enumerate(spec.site_names)
+    }
+    _check_law_ignores_loss_level(law, truth, design, ref)
+    log_x = {k: np.log(np.asarray(getattr(design, k), dtype=np.float64)) for k in law.inputs}
+    loss = _simulate(spec, truth, log_x, ref, noise_scale, np.random.default_rng(seeds[1]))
+    upper = 1.0 if likelihood in ("beta", "binomial") else np.inf
+    valid = np.all(np.isfinite(loss) & (loss > 0) & (loss < upper), axis=1)
+    return {
+        "design": design,
+        "ref": ref,
+        "base": base,
+        "spec": spec,
+        "seeds": seeds,
+        "truth": truth,
+        "log_x": log_x,
+        "loss": loss,
+        "valid": valid,
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class SBCResult:
+    """Result of :func:`sbc`: ranks, uniformity tests, coverage and convergence per simulation.
+
+    Attributes
+    ----------
+    law, likelihood
+        The law's name and the likelihood of the model.
+    noise_scale
+        Multiplier of the noise scale in the simulator (1: the model is right).
+    design
+        The simulation design (its ``loss`` column is the prior's reference loss level).
+    ref
+        The reference point the priors were fixed at (log inputs, log loss level).
+    quantities
+        Test quantities, in table order: the sampled law parameters, the noise sites,
+        ``log_lik`` and ``loss_10x``.
+    truth
+        Quantity -> true value per simulation (sim,).
+    ranks
+        Quantity -> rank of the truth among the thinned posterior draws (sim,), -1 for a failed
+        simulation; ``num_rank_draws`` (sim,) is the number of thinned draws ``L`` (ranks lie in
+        0..L).
+    pit
+        Quantity -> normalised rank ``(rank + V) / (L + 1)`` with ``V ~ U(0, 1)`` (sim,): uniform
+        on (0, 1) under a calibrated sampler whatever each simulation's ``L``; NaN when failed.
+    inside50, inside90
+        Quantity -> whether the truth lies in the central 50% / 90% posterior interval (all
+        draws, not thinned) (sim,).
+    status
+        Per simulation: the fit's convergence status (``ok``, ``divergences``, ``rhat_high``,
+        ``ess_low``, ``bfmi_low``) or ``failed`` (no usable posterior: invalid simulated data
+        or non-finite draws); ``messages`` says why a simulation failed; ``retried`` flags
+        fits re-run by ``fit_many``'s automatic retry.
+    diagnostics
+        Per simulation (sim,): ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``,
+        ``divergences``, ``min_bfmi`` of the sampled sites, and ``thin`` (thinning factor).
+    simulated_loss
+        The simulated losses (sim, point) on ``design`` (NaN-free only for valid simulations);
+        :meth:`data` returns one simulation as a :class:`~bayescale.ScalingData`.
+    num_bins
+        Bins of the chi-square uniformity test.
+    settings
+        Sampler settings, seed and ``fit_kwargs``; ``timing`` the seconds spent.
+    """
+
+    law: str
+    likelihood: str
+    noise_scale: float
+    design: ScalingData
+    ref: Mapping[str, float]
+    quantities: tuple[str, ...]
+    truth: Mapping[str, np.ndarray]
+    ranks: Mapping[str, np.ndarray]
+    num_rank_draws: np.ndarray
+    pit: Mapping[str, np.ndarray]
+    inside50: Mapping[str, np.ndarray]
+    inside90: Mapping[str, np.ndarray]
+    status: np.ndarray
+    messages: tuple[str, ...]
+    retried: np.ndarray
+    diagnostics: Mapping[str, np.ndarray]
+    simulated_loss: np.ndarray
+    num_bins: int
+    settings: Mapping[str, Any]
+    timing: Mapping[str, float]
+
+    def data(self, i: int) -> ScalingData:
+        """Simulation ``i`` as data (to refit it with :func:`bayescale.fit` and look closer)."""
+        from .data import DataWarning, from_arrays
+
+        inputs = {k: getattr(self.design, k) for k in self.design.inputs}
+        with warnings.catch_warnings():  # simulated losses may exceed 15 ("perplexity?")
+            warnings.simplefilter("ignore", DataWarning)
+            return from_arrays(**inputs, loss=self.simulated_loss[i])
+
+    @property
+    def num_simulations(self) -> int:
+        """Number of simulations, failed ones included."""
+        return len(self.status)
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Boolean (sim,): the simulation has no usable posterior."""
+        return self.status == SBC_FAILED
+
+    @property
+    def num_failed(self) -> int:
+        """Simulations without a usable posterior (they count against :attr:`passed`)."""
+        return int(self.failed.sum())
+
+    def histogram(self, quantity: str, num_bins: int | None = None) -> np.ndarray:
+        """Counts of the normalised ranks of ``quantity`` in ``num_bins`` equal bins."""
+        bins = self.num_bins if num_bins is None else int(num_bins)
+        u = self.pit[quantity][~self.failed]
+        return np.histogram(u, bins=bins, range=(0.0, 1.0))[0]
+
+    def chi2(self, quantity: str) -> tuple[float, float]:
+        """Pearson chi-square statistic and p-value of the rank histogram against uniform."""
+        counts = self.histogram(quantity)
+        if counts.sum() == 0:
+            return math.nan, math.nan
+        res = stats.chisquare(counts)
+        return float(res.statistic), float(res.pvalue)
+
+    def coverage_band(self, prob: float = 0.9) -> tuple[float, float]:
+        """Acceptance interval of the coverage at this number of fitted simulations."""
+        return coverage_band(int((~self.failed).sum()), prob, SBC_ALPHA)
+
+    def table(self) -> pd.DataFrame:
+        """One row per test quantity: ``n`` (ranked simulations), ``chi2``, ``p_value``,
+        ``cov50``, ``cov90``, ``mean_pit`` (0.5 when calibrated; below: the truth tends to lie
+        below the posterior), ``passed`` (p >= 0.001 and cov90 within :meth:`coverage_band`)."""
+        ok = ~self.failed
+        lo, hi = self.coverage_band(0.9)
+        rows = []
+        for q in self.quantities:
+            chi2, p = self.chi2(q)
+            cov50 = float(self.inside50[q][ok].mean()) if ok.any() else math.nan
+            cov90 = float(self.inside90[q][ok].mean()) if ok.any() else math.nan
+            rows.append(
+                {
+                    "quantity": q,
+                    "n": int(ok.sum()),
+                    "chi2": chi2,
+                    "p_value": p,
+                    "cov50": cov50,
+                    "cov90": cov90,
+                    "mean_pit": float(np.mean(self.pit[q][ok])) if ok.any() else math.nan,
+                    "passed": bool(p >= SBC_ALPHA and lo <= cov90 <= hi),
+                }
+            )
+        table = pd.DataFrame(rows)
+        table.attrs.update(
+            law=self.law, num_bins=self.num_bins, cov90_band=(lo, hi), failed=self.num_failed
+        )
+        return table
+
+    @property
+    def min_p_value(self) -> float:
+        """Smallest chi-square p-value over the test quantities."""
+        return float(min(self.chi2(q)[1] for q in self.quantities))
+
+    @property
+    def passed(self) -> bool:
+        """Every quantity's rank histogram passes (p >= 0.001), every 90% coverage lies in the
+        binomial band at level 0.001, and no simulation failed."""
+        return self.num_failed == 0 and bool(self.table()["passed"].all())
+
+    def gate(self) -> dict[str, float]:
+        """Fractions of the simulations meeting each convergence criterion (DESIGN.md §5)
+        after the automatic retry: ``rhat`` (R-hat <= 1.01), ``ess_bulk``, ``ess_tail``
+        (>= 400), ``divergences`` (none), ``bfmi`` (E-BFMI >= 0.3) and ``all`` (status ``ok``);
+        failed simulations count as misses. ``retried``: fraction re-fitted."""
+        from .results import BFMI_MIN, ESS_MIN, RHAT_MAX
+
+        d = self.diagnostics
+        with np.errstate(invalid="ignore"):
+            checks = {
+                "rhat": d["max_rhat"] <= RHAT_MAX,
+                "ess_bulk": d["min_ess_bulk"] >= ESS_MIN,
+                "ess_tail": d["min_ess_tail"] >= ESS_MIN,
+                "divergences": d["divergences"] == 0,
+                "bfmi": d["min_bfmi"] >= BFMI_MIN,
+            }
+        out = {k: float(np.mean(v & ~self.failed)) for k, v in checks.items()}
+        out["all"] = float(np.mean(self.status == "ok"))
+        out["retried"] = float(np.mean(self.retried))
+        return out
+
+    def status_counts(self) -> dict[str, int]:
+        """How many simulations ended in each status."""
+        return dict(Counter(self.status.tolist()).most_common())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to re-check the result (JSON-serialisable)."""
+
+        def arr(a: np.ndarray) -> list:
+            a = np.asarray(a)
+            if a.dtype.kind == "f":
+                return [None if not np.isfinite(v) else float(v) for v in a]
+            return a.tolist()
+
+        return {
+            "law": self.law,
+            "likelihood": self.likelihood,
+            "noise_scale": self.noise_scale,
+            "num_simulations": self.num_simulations,
+            "num_failed": self.num_failed,
+            "passed": self.passed,
+            "num_bins": self.num_bins,
+            "cov90_band": list(self.coverage_band(0.9)),
+            "table": self.table().to_dict(orient="records"),
+            "gate": self.gate(),
+            "status_counts": self.status_counts(),
+            "settings": dict(self.settings),
+            "timing": dict(self.timing),
+            "ref": {k: float(v) for k, v in self.ref.items()},
+            "design": {k: arr(getattr(self.design, k)) for k in self.design.inputs},
+            "ranks": {q: arr(self.ranks[q]) for q in self.quantities},
+            "num_rank_draws": arr(self.num_rank_draws),
+            "pit": {q: arr(self.pit[q]) for q in self.quantities},
+            "truth": {q: arr(self.truth[q]) for q in self.quantities},
+            "status": arr(self.status),
+            "retried": arr(self.retried),
+            "messages": [m for m in self.messages],
+            "diagnostics": {k: arr(v) for k, v in self.diagnostics.items()},
+        }
+
+    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
+        """The :meth:`to_dict` record as JSON text (also written to ``path`` when given)."""
+        import json
+
+        text = json.dumps(self.to_dict(), default=str, **kwargs)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return text
+
+    def __repr__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        lines = [
+            f"SBC of {self.law!r} ({self.likelihood}, noise x{self.noise_scale:g}): "
+            f"{self.num_simulations} simulations, {self.num_failed} failed, {verdict}; "
+            f"gate {100 * self.gate()['all']:.1f}% ok"
+        ]
+        lines.append(self.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return "\n".join(lines)
+
+
+def sbc(
+    law: str | Law,
+    design: Any = None,
+    num_simulations: int = 200,
+    *,
+    likelihood: str = "lognormal",
+    noise_scale: float = 1.0,
+    thin: int | str = "ess",
+    natural: bool = False,
+    num_bins: int | None = None,
+    seed: int = 0,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> SBCResult:
+    """Simulation-based calibration: is the posterior of ``law`` honest on a design?
+
+    Draws ``num_simulations`` parameter sets from the prior, simulates one data set per draw
+    on ``design`` with the model's own likelihood, fits all of them in one
+    :func:`bayescale.fit_many` call, and ranks each true value among its posterior draws.
+    When the sampler computes the posterior correctly, every rank is uniform (Talts et al.
+    2018), and central ``p`` intervals cover the truth in a fraction ``p`` of simulations.
+
+    Test quantities: every sampled law parameter (``law.param_names``, e.g. ``log_L_ref``,
+    ``frac``, ``alpha``) and the noise scale ``sigma``; the log-likelihood of the simulated
+    data, ``log p(y | theta)`` (it reacts to a wrong likelihood that marginal ranks miss,
+    Modrák et al. 2023); and the law's mean loss at 10x every input's largest design value
+    (``loss_10x``: the extrapolation a user asks for). ``natural=True`` adds the published
+    parameters (``E``, ``A``, ...).
+
+    Parameters
+    ----------
+    law
+        Law name or :class:`~bayescale.laws.Law`.
+    design
+        Where the runs lie: a :class:`~bayescale.ScalingData`, DataFrame, CSV path or dict of
+        arrays with the law's inputs and a ``loss`` column; default :func:`sbc_design`. The
+        ``loss`` values set only the reference loss level of the priors (their mean log), as
+        in :func:`bayescale.fit`; they are not fitted.
+    num_simulations
+        Simulated data sets. The uniformity test has ``sqrt(n / 2)`` bins (10 at 200, 5 at 50);
+        the Monte Carlo sd of a coverage is ``sqrt(p (1 - p) / n)`` (0.021 for 90% at 200).
+    likelihood
+        Likelihood of model and simulator: ``"lognormal"`` (default), ``"student_t"``,
+        ``"laplace"``, ``"normal"`` or, for accuracies, ``"beta"``. (``"binomial"`` needs
+        ``trials=`` in :func:`bayescale.fit_many`, which it does not take yet.)
+    noise_scale
+        Multiplier of the noise scale in the *simulator* only. 1 checks the sampler; 1.5 is
+        the negative control: the model then underestimates the noise, and the check must
+        fail (the ranks of ``sigma`` pile up at 0).
+    thin
+        ``"ess"`` (default): each fit's chains are thinned by ``ceil(draws / ESS)``, with ESS
+        the smallest bulk or tail ESS over the test quantities, so the ranked draws are
+        near-independent (Talts et al. 2018, Sec. 5.1); an integer thins by that factor.
+    natural
+        Also rank the published parameters.
+    num_bins
+        Bins of the rank histogram (default ``sqrt(n / 2)`` clipped to 2..20).
+    seed
+        Seed of the prior draws, the simulated noise, the samplers and the rank jitter.
+    fit_kwargs
+        Keywords of :func:`bayescale.fit_many` (``num_chains``, ``num_warmup``,
+        ``num_samples``, ``target_accept_prob``, ``max_tree_depth``, ``retry``, ``priors``,
+        ``df``, ``batch_size``, ``client`` ...); its defaults otherwise.
+    progress
+        Show ``fit_many``'s progress bar.
+
+    Returns
+    -------
+    SBCResult
+        ``table()`` (chi-square p-value, 50%/90% coverage per quantity), ``passed``,
+        ``gate()`` (convergence fractions), ``histogram(q)``, ``to_json()``.
+
+    Notes
+    -----
+    *The reference point.* bayescale's default priors are centred on a reference point of the
+    data: the log geometric-mean inputs and the mean log loss (:func:`bayescale._fit.
+    reference_point`). A prior that reads the simulated data is not a prior, and SBC is exact
+    only for a fixed one. So the reference is computed once, from the design, with
+    ``reference_point(design, law.inputs)`` exactly as ``bs.fit`` does (the design's ``loss``
+    column gives the loss level: 2.5 nats by default, 0.5 for accuracies), every prior is
+    evaluated there, and these fixed distributions are passed to ``fit_many`` as ``priors=``
+    overrides. The reference-centred parametrisation reads only the log inputs, which are the
+    design's in every simulation, so simulator and fit share the same parameters. The check
+    therefore tests the model code, the sampler (warm-up, adaptation, tree-depth cap of the
+    batch engine, retry) and the diagnostics, under the prior a user with this design and
+    loss level gets by default.
+
+    *Ranks.* A simulation whose fit fails (invalid simulated data, non-finite draws) keeps its
+    row with status ``failed`` and counts against ``passed``; unconverged fits are ranked like
+    the others (dropping them would bias the ranks) and reported in ``status`` and
+    ``gate()``.
+
+    References
+    ----------
+    Talts, Betancourt, Simpson, Vehtari & Gelman 2018, *Validating Bayesian Inference
+    Algorithms with Simulation-Based Calibration*, arXiv:1804.06788; Modrák, Moon, Kim,
+    Bürkner, Huurre, Faltejsková, Gelman & Vehtari 2023, *Simulation-Based Calibration
+    Checking for Bayesian Computation: The Choice of Test Quantities Shapes Sensitivity*,
+    Bayesian Analysis, arXiv:2211.02383.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> res = bs.check.sbc("power_n", num_simulations=50,
+    ...                    fit_kwargs={"num_chains": 2})           # doctest: +SKIP
+    >>> res.table()[["quantity", "p_value", "cov90"]]              # doctest: +SKIP
+    >>> res.passed                                                 # doctest: +SKIP
+    True
+    """
+    from .batch import _batch_loglik_fn, _batch_mean_fn, fit_many
+    from .data import DataWarning
+
+    start = time.perf_counter()
+    law_obj = get_law(law)
+    num = int(num_simulations)
+    if num < 2:
+        raise ValueError(f"num_simulations must be >= 2, got {num_simulations!r}")
+    if not (noise_scale > 0 and math.isfinite(noise_scale)):
+        raise ValueError(f"noise_scale must be a positive number, got {noise_scale!r}")
+    if not (thin == "ess" or (isinstance(thin, int | np.integer) and thin >= 1)):
+        raise ValueError(f"thin must be 'ess' or a positive integer, got {thin!r}")
+    kwargs = dict(fit_kwargs or {})
+    for bad in ("likelihood", "rng_key", "progress"):
+        if bad in kwargs:
+            raise ValueError(f"pass {bad} to sbc() itself, not in fit_kwargs")
+    if likelihood == "binomial":
+        raise ValueError(
+            "sbc(likelihood='binomial') needs trials= in bayescale.fit_many, which it does not "
+            "take yet; use likelihood='beta' for accuracies"
+        )
+    sim = _sbc_simulate(
+        law_obj,
+        design,
+        num,
+        likelihood=likelihood,
+        noise_scale=noise_scale,
+        seed=seed,
+        priors=kwargs.pop("priors", None),
+        df=kwargs.pop("df", 4.0),
+    )
+    design, ref, spec, base = sim["design"], sim["ref"], sim["spec"], sim["base"]
+    truth_params, loss, sim_ok, log_x = sim["truth"], sim["loss"], sim["valid"], sim["log_x"]
+    sites = spec.site_names
+    seeds = sim["seeds"]
+    upper = 1.0 if likelihood in ("beta", "binomial") else np.inf
+    ids = [f"sim{i:04d}" for i in range(num)]
+    curves = {}
+    for i in np.flatnonzero(sim_ok):
+        curves[ids[i]] = {**{k: getattr(design, k) for k in law_obj.inputs}, "loss": loss[i]}
+    simulated_s = time.perf_counter() - start
+
+    # ---- one fit_many call for every simulation
+    fit_start = time.perf_counter()
+    batch = None
+    if curves:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", DataWarning)
+            batch = fit_many(
+                curves,
+                law_obj,
+                likelihood=likelihood,
+                priors=dict(spec.priors),
+                df=spec.df,
+                rng_key=int(seeds[2].generate_state(1)[0] >> 1),
+                progress=progress,
+                **kwargs,
+            )
+    fit_s = time.perf_counter() - fit_start
+
+    # ---- test quantities: truth (sim,) and posterior draws (sim, chain, draw)
+    quantities = list(sites)
+    nat_names: list[str] = []
+    if natural:
+        nat_names = [n for n in law_obj.natural_names if n not in sites]
+        quantities[law_obj.num_params : law_obj.num_params] = nat_names
+    quantities += [SBC_LOGLIK, SBC_EXTRAPOLATION]
+    status = np.full(num, SBC_FAILED, dtype=object)
+    messages = ["" for _ in range(num)]
+    retried = np.zeros(num, dtype=bool)
+    for i in np.flatnonzero(~sim_ok):
+        bad = ~(np.isfinite(loss[i]) & (loss[i] > 0) & (loss[i] < upper))
+        messages[i] = (
+            f"simulated data invalid for the {likelihood} likelihood: point "
+            f"{int(np.argmax(bad))} has loss {loss[i][np.argmax(bad)]!r}"
+        )
+    if batch is not None:
+        chains, draws_per_chain = batch.config.num_chains, batch.config.num_samples
+    else:  # nothing could be fitted: fit_many's defaults, for the shapes only
+        chains = int(kwargs.get("num_chains", 4))
+        draws_per_chain = int(kwargs.get("num_samples", 1000))
+    post = {q: np.full((num, chains, draws_per_chain), np.nan) for q in quantities}
+    diag = {
+        k: np.full(num, np.nan)
+        for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "thin")
+    }
+    diag["divergences"] = np.zeros(num, dtype=np.int64)
+    rows = np.array([], dtype=int)
+    if batch is not None:
+        rows = np.array([int(cid[3:]) for cid in batch.curve_ids], dtype=int)
+        status[rows] = batch.status
+        retried[rows] = batch.retried
+        for j, i in enumerate(rows):
+            messages[i] = batch.messages[j]
+        bd = batch.diagnostics
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            diag["max_rhat"][rows] = np.max(bd["r_hat"], axis=1)
+            diag["min_ess_bulk"][rows] = np.min(bd["ess_bulk"], axis=1)
+            diag["min_ess_tail"][rows] = np.min(bd["ess_tail"], axis=1)
+        diag["min_bfmi"][rows] = bd["min_bfmi"]
+        diag["divergences"][rows] = bd["divergences"]
+        for name in sites:
+            post[name][rows] = batch.samples[name]
+        if nat_names:
+            for name in nat_names:
+                post[name][rows] = batch.params[name]
+        post[SBC_LOGLIK][rows] = _sbc_loglik(
+            _batch_loglik_fn(spec), batch.samples, sites, log_x, ref, loss[rows]
+        )
+        target = {
+            k: np.log(SBC_EXTRAPOLATION_FACTOR * np.max(np.exp(v)))[None] for k, v in log_x.items()
+        }
+        post[SBC_EXTRAPOLATION][rows] = _sbc_extrapolate(
+            _batch_mean_fn(law_obj), batch.samples, law_obj.param_names, target, ref
+        )
+    truth = {name: truth_params[name] for name in sites}
+    if nat_names:
+        nat = law_obj.natural({k: truth_params[k] for k in law_obj.param_names}, ref)
+        truth.update({n: np.asarray(nat[n], dtype=np.float64) for n in nat_names})
+    truth[SBC_LOGLIK] = np.full(num, np.nan)
+    truth[SBC_EXTRAPOLATION] = np.full(num, np.nan)
+    valid = np.flatnonzero(sim_ok)
+    if valid.size:
+        one = {k: v[valid][:, None, None] for k, v in truth_params.items()}
+        truth[SBC_LOGLIK][valid] = _sbc_loglik(
+            _batch_loglik_fn(spec), one, sites, log_x, ref, loss[valid]
+        )[:, 0, 0]
+        target = {
+            k: np.log(SBC_EXTRAPOLATION_FACTOR * np.max(np.exp(v)))[None] for k, v in log_x.items()
+        }
+        truth[SBC_EXTRAPOLATION][valid] = _sbc_extrapolate(
+            _batch_mean_fn(law_obj), one, law_obj.param_names, target, ref
+        )[:, 0, 0]
+    finite = np.all(
+        [np.isfinite(post[q]).all(axis=(1, 2)) & np.isfinite(truth[q]) for q in quantities],
+        axis=0,
+    )
+    for i in np.flatnonzero(~finite & (status != SBC_FAILED)):
+        status[i] = SBC_FAILED
+        messages[i] = messages[i] or "non-finite posterior draws or test quantity"
+    ok = status != SBC_FAILED
+
+    # ---- thinning, ranks, coverage
+    jitter_rng = np.random.default_rng(seeds[3])
+    jitter = jitter_rng.uniform(size=(len(quantities), num))
+    stacked = np.stack([post[q] for q in quantities], axis=1)  # (sim, quantity, chain, draw)
+    total = chains * draws_per_chain
+    thin_f = np.ones(num, dtype=int)
+    if ok.any():
+        if thin == "ess":
+            from .infer import batch as engine
+
+            sub = stacked[ok]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ess = np.minimum(engine.ess_bulk(sub), engine.ess_tail(sub)).min(axis=1)
+            thin_f[ok] = np.maximum(1, np.ceil(total / np.maximum(ess, 1.0))).astype(int)
+        else:
+            thin_f[:] = int(thin)
+    diag["thin"] = np.where(ok, thin_f, np.nan)
+    ranks = {q: np.full(num, -1, dtype=np.int64) for q in quantities}
+    pit = {q: np.full(num, np.nan) for q in quantities}
+    inside50 = {q: np.zeros(num, dtype=bool) for q in quantities}
+    inside90 = {q: np.zeros(num, dtype=bool) for q in quantities}
+    num_rank = np.zeros(num, dtype=np.int64)
+    for i in np.flatnonzero(ok):
+        kept = stacked[i][:, :, :: thin_f[i]].reshape(len(quantities), -1)
+        full = stacked[i].reshape(len(quantities), -1)
+        num_rank[i] = kept.shape[1]
+        q_lo50, q_hi50, q_lo90, q_hi90 = np.quantile(full, [0.25, 0.75, 0.05, 0.95], axis=1)
+        for j, q in enumerate(quantities):
+            t = truth[q][i]
+            r = int(np.sum(kept[j] < t))
+            ranks[q][i] = r
+            pit[q][i] = (r + jitter[j, i]) / (num_rank[i] + 1)
+            inside50[q][i] = q_lo50[j] <= t <= q_hi50[j]
+            inside90[q][i] = q_lo90[j] <= t <= q_hi90[j]
+    settings = {
+        "num_simulations": num,
+        "seed": int(seed),
+        "thin": thin,
+        "fit_kwargs": {k: v for k, v in kwargs.items() if k != "client"},
+        "num_chains": chains,
+        "num_samples": draws_per_chain,
+        "priors": "defaults at the design's reference point"
+        if not base.priors
+        else "user overrides at the design's reference point",
+        "df": spec.df,
+    }
+    timing = {
+        "simulate_s": simulated_s,
+        "fit_s": fit_s,
+        "total_s": time.perf_counter() - start,
+    }
+    if batch is not None:
+        timing.update({k: float(v) for k, v in batch.timing.items()})
+    return SBCResult(
+        law=law_obj.name,
+        likelihood=likelihood,
+        noise_scale=float(noise_scale),
+        design=design,
+        ref=ref,
+        quantities=tuple(quantities),
+        truth=truth,
+        ranks=ranks,
+        num_rank_draws=num_rank,
+        pit=pit,
+        inside50=inside50,
+        inside90=inside90,
+        status=status.astype(str),
+        messages=tuple(messages),
+        retried=retried,
+        diagnostics=diag,
+        simulated_loss=loss,
+        num_bins=_sbc_bins(int(ok.sum())) if num_bins is None else int(num_bins),
+        settings=settings,
+        timing=timing,
+    )
+
+
+def _sbc_loglik(fn, samples, sites, log_x, ref, loss, chunk: int = 32) -> np.ndarray:
+    """Total log-likelihood of each simulation's data under its draws: (sim, chain, draw)."""
+    import jax.numpy as jnp
+
+    num = len(loss)
+    n = loss.shape[1]
+    out = []
+    for s in range(0, num, chunk):
+        part = slice(s, min(s + chunk, num))
+        k = part.stop - part.start
+        ll = fn(
+            {name: jnp.asarray(samples[name][part]) for name in sites},
+            {name: jnp.asarray(np.broadcast_to(v, (k, n))) for name, v in log_x.items()},
+            {name: jnp.full(k, float(v)) for name, v in ref.items()},
+            jnp.asarray(np.log(loss[part])),
+            jnp.ones((k, n), dtype=bool),
+        )
+        out.append(np.asarray(ll).sum(axis=-1))
+    return np.concatenate(out, axis=0)
+
+
+def _sbc_extrapolate(fn, samples, names, target, ref, chunk: int = 64) -> np.ndarray:
+    """The law's mean loss at ``target`` under each simulation's draws: (sim, chain, draw)."""
+    import jax.numpy as jnp
+
+    first = np.asarray(samples[names[0]])
+    num, shape = first.shape[0], first.shape[1:]
+    out = []
+    for s in range(0, num, chunk):
+        part = slice(s, min(s + chunk, num))
+        k = part.stop - part.start
+        params = {
+            name: jnp.asarray(np.asarray(samples[name][part]).reshape(k, -1)) for name in names
+        }
+        log_mu = fn(
+            params,
+            {name: jnp.asarray(v) for name, v in target.items()},
+            {name: jnp.full(k, float(v)) for name, v in ref.items()},
+        )
+        out.append(np.exp(np.asarray(log_mu)[..., 0]).reshape(k, *shape))
+    return np.concatenate(out, axis=0)

@@ -1,0 +1,279 @@
+"""Simulation-based calibration (issue 5, part 1): bayescale.check.sbc.
+
+Talts et al. 2018 (arXiv:1804.06788): when parameters are drawn from the prior, data are
+simulated from the model and the posterior is computed correctly, the rank of each true value
+among (near-independent) posterior draws is uniform. CI runs 50 simulations of ``power_n``
+and ``chinchilla`` with 2 short chains (one compiled batch program per law, shared by the
+negative control), asserts a chi-square p >= 0.001 for every test quantity and a 90% coverage
+inside the central 99.9% binomial band at 50 simulations, and keeps the negative control: the
+simulator's noise x1.5 must fail. The 200-simulation check of every shipped law is the slow
+test at the end (and benchmarks/sbc.py, which stores its results).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.distributions import Normal
+from scipy import stats
+
+import bayescale as bs
+from bayescale import check
+from bayescale._fit import reference_point
+from bayescale.check import SBC_EXTRAPOLATION, SBC_LOGLIK, coverage_band, sbc, sbc_design
+
+#: CI sampler settings: 2 chains x (300 + 500) draws per simulation, one compile per law.
+CI = {"num_chains": 2, "num_warmup": 300, "num_samples": 500}
+NUM_CI = 50
+
+
+@pytest.fixture(scope="module")
+def power_sbc():
+    return sbc("power_n", num_simulations=NUM_CI, seed=0, fit_kwargs=CI)
+
+
+@pytest.fixture(scope="module")
+def power_negative(power_sbc):
+    """The negative control on the same design and settings (reuses the compiled program), with
+    simulation 7's data made invalid to check that a failed simulation is reported."""
+    original = check._simulate
+
+    def broken(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        loss[7, 3] = np.nan
+        return loss
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(check, "_simulate", broken)
+    try:
+        return sbc("power_n", num_simulations=NUM_CI, noise_scale=1.5, seed=0, fit_kwargs=CI)
+    finally:
+        mp.undo()
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_bins_and_coverage_band():
+    """sqrt(n/2) bins (10 at 200, 5 at 50); the band is the central 99.9% binomial interval."""
+    assert [check._sbc_bins(n) for n in (8, 50, 200, 2000)] == [2, 5, 10, 20]
+    lo, hi = coverage_band(50, 0.9, 0.001)
+    assert (
+        lo == stats.binom.ppf(0.0005, 50, 0.9) / 50 and hi == stats.binom.isf(0.0005, 50, 0.9) / 50
+    )
+    # the probability of a calibrated coverage falling outside is at most 0.001
+    inside = stats.binom.cdf(hi * 50, 50, 0.9) - stats.binom.cdf(lo * 50 - 1, 50, 0.9)
+    assert inside >= 0.999
+    assert coverage_band(200) == (0.825, 0.96)
+
+
+@pytest.mark.parametrize("law", bs.laws.available())
+def test_default_designs(law):
+    """Every shipped law has a design that its fit accepts, spanning about three decades."""
+    law_obj = bs.laws.get(law)
+    design = sbc_design(law)
+    design.require(law_obj.inputs, num_params=law_obj.num_params + 1, law=law)
+    assert 20 <= len(design) <= 40
+    for k in law_obj.inputs:
+        x = getattr(design, k)
+        assert 2.0 <= math.log10(x.max() / x.min()) <= 5.0, (k, x.min(), x.max())
+    level = 0.5 if law.startswith("sigmoid") else 2.5
+    np.testing.assert_allclose(design.loss, level)
+
+
+def test_priors_are_fixed_at_the_design_reference():
+    """The fit's priors are the default priors evaluated at the design's reference point
+    (reference_point(design), as bs.fit computes it), whatever data are simulated; the prior
+    draws follow them (LogNormal(log 0.3, 0.75) exponent: median 0.3, sd of log 0.75)."""
+    design = sbc_design("power_n")
+    ref = reference_point(design, ("N",))
+    assert ref["loss"] == pytest.approx(math.log(2.5)) and ref["N"] == pytest.approx(
+        np.mean(np.log(design.N))
+    )
+    sim = check._sbc_simulate(
+        bs.laws.get("power_n"),
+        None,
+        4000,
+        likelihood="lognormal",
+        noise_scale=1.0,
+        seed=3,
+        priors=None,
+        df=4.0,
+    )
+    fixed = dict(sim["spec"].priors)
+    assert set(fixed) == {"log_L_ref", "frac", "alpha", "sigma"}
+    shifted = {**ref, "loss": ref["loss"] + 3.0}  # another data set's mean log loss
+    default = bs.model.build_model("power_n")
+    assert float(sim["spec"].prior("log_L_ref", shifted).loc) == pytest.approx(ref["loss"])
+    assert float(default.prior("log_L_ref", shifted).loc) == pytest.approx(ref["loss"] + 3.0)
+    log_alpha = np.log(sim["truth"]["alpha"])
+    # 4000 draws: the sd of the mean of log alpha is 0.75 / sqrt(4000) = 0.012; 4 sd
+    assert np.mean(log_alpha) == pytest.approx(math.log(0.3), abs=0.05)
+    assert np.std(log_alpha) == pytest.approx(0.75, rel=0.05)
+
+
+@pytest.mark.parametrize("noise_scale", [1.0, 1.5])
+def test_simulator_noise(noise_scale):
+    """The simulated log losses scatter around the law with sd noise_scale x sigma."""
+    law = bs.laws.get("chinchilla")
+    sim = check._sbc_simulate(
+        law, None, 400, likelihood="lognormal", noise_scale=noise_scale, seed=1, priors=None, df=4.0
+    )
+    params = {k: jnp.asarray(v)[:, None] for k, v in sim["truth"].items()}
+    log_x = {k: jnp.asarray(v)[None, :] for k, v in sim["log_x"].items()}
+    log_mu = np.asarray(law.log_predict(params, log_x, sim["ref"]))
+    z = (np.log(sim["loss"]) - log_mu) / sim["truth"]["sigma"][:, None]
+    assert sim["valid"].all() and z.shape == (400, 30)
+    # 12,000 standardised residuals: sd of their sd about 0.0065 x noise_scale; 5 sd
+    assert np.std(z) == pytest.approx(noise_scale, rel=0.035)
+    assert abs(np.mean(z)) < 5 * noise_scale / math.sqrt(z.size)
+
+
+def test_simulator_beta():
+    """Beta likelihood for accuracies: mean the law, variance m (1 - m) / (1 + phi) with
+    phi = 0.25 / sigma^2 - 1 (sigma = the sd of an accuracy of 0.5)."""
+    law = bs.laws.get("sigmoid_c")
+    sim = check._sbc_simulate(
+        law, None, 400, likelihood="beta", noise_scale=1.0, seed=2, priors=None, df=4.0
+    )
+    params = {k: jnp.asarray(v)[:, None] for k, v in sim["truth"].items()}
+    log_x = {k: jnp.asarray(v)[None, :] for k, v in sim["log_x"].items()}
+    m = np.exp(np.asarray(law.log_predict(params, log_x, sim["ref"])))
+    phi = 0.25 / sim["truth"]["sigma"][:, None] ** 2 - 1
+    z = (sim["loss"] - m) / np.sqrt(m * (1 - m) / (1 + phi))
+    assert sim["valid"].all() and ((0 < sim["loss"]) & (sim["loss"] < 1)).all()
+    # 12,000 residuals (skewed near 0 and 1): 5% on the sd, 5 sd on the mean
+    assert np.std(z) == pytest.approx(1.0, rel=0.05)
+    assert abs(np.mean(z)) < 5 / math.sqrt(z.size)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_simulations"):
+        sbc("power_n", num_simulations=1)
+    with pytest.raises(ValueError, match="noise_scale"):
+        sbc("power_n", noise_scale=0.0)
+    with pytest.raises(ValueError, match="thin"):
+        sbc("power_n", thin=0)
+    with pytest.raises(ValueError, match="binomial"):
+        sbc("sigmoid_c", likelihood="binomial")
+    with pytest.raises(ValueError, match="not in fit_kwargs"):
+        sbc("power_n", fit_kwargs={"rng_key": 3})
+    with pytest.raises(bs.DataError, match="fewer points"):
+        sbc(
+            "chinchilla",
+            design=bs.from_arrays(N=[1e8, 1e9, 1e10], D=[1e9, 1e10, 1e11], loss=[3, 2, 1]),
+        )
+    odd = bs.laws.from_function(
+        "sbc_two_inputs", lambda N, C, a: a * N * C, inputs=("N", "C"), priors={"a": Normal(0, 1)}
+    )
+    with pytest.raises(ValueError, match="no default SBC design"):
+        sbc_design(odd)
+
+
+# ----------------------------------------------------------------------------- CI runs
+def _assert_calibrated(result):
+    table = result.table()
+    assert result.num_failed == 0 and result.num_simulations == NUM_CI
+    assert (table["p_value"] >= 0.001).all(), table
+    lo, hi = coverage_band(NUM_CI, 0.9)
+    assert table["cov90"].between(lo, hi).all(), table
+    assert result.passed
+    return table
+
+
+def test_power_n_is_calibrated(power_sbc):
+    """50 simulations of E + A N^-alpha on 24 runs over three decades."""
+    table = _assert_calibrated(power_sbc)
+    assert list(table["quantity"]) == [
+        "log_L_ref",
+        "frac",
+        "alpha",
+        "sigma",
+        SBC_LOGLIK,
+        SBC_EXTRAPOLATION,
+    ]
+    assert power_sbc.num_bins == 5 and (table["n"] == NUM_CI).all()
+
+
+def test_ranks_thinning_and_record(power_sbc):
+    """Ranks lie in 0..L with L the thinned draws (thin = ceil(draws / min ESS)), normalised
+    ranks in (0, 1), coverage flags agree with the ranks' extremes, and the JSON record holds
+    ranks, p-values, coverage and convergence."""
+    r = power_sbc
+    total = CI["num_chains"] * CI["num_samples"]
+    thin = r.diagnostics["thin"].astype(int)
+    assert (thin >= 1).all()
+    np.testing.assert_array_equal(
+        r.num_rank_draws, CI["num_chains"] * -(-CI["num_samples"] // thin)
+    )
+    assert (r.num_rank_draws <= total).all()
+    for q in r.quantities:
+        assert ((0 <= r.ranks[q]) & (r.ranks[q] <= r.num_rank_draws)).all()
+        assert ((0 < r.pit[q]) & (r.pit[q] < 1)).all()
+        # the 90% interval is wider than the 50% one, so it covers whenever the 50% one does
+        assert not (r.inside50[q] & ~r.inside90[q]).any()
+        np.testing.assert_array_equal(r.histogram(q).sum(), NUM_CI)
+    record = json.loads(r.to_json())
+    assert record["law"] == "power_n" and record["passed"] is True
+    assert len(record["ranks"]["alpha"]) == NUM_CI
+    assert set(record["gate"]) == {
+        "rhat",
+        "ess_bulk",
+        "ess_tail",
+        "divergences",
+        "bfmi",
+        "all",
+        "retried",
+    }
+    assert sum(record["status_counts"].values()) == NUM_CI
+    assert record["table"][2]["quantity"] == "alpha"
+    # refitting one simulation from its data reproduces its truth's scale
+    one = r.data(0)
+    assert len(one) == 24 and np.all(one.loss > 0)
+
+
+def test_negative_control_fails(power_negative):
+    """Simulator noise x1.5, model unchanged: the posterior of sigma sits above the truth (its
+    ranks pile up at 0) and the data's log-likelihood is lower than the posterior expects; the
+    check must fail. (Measured: p about 1e-30 for sigma.)"""
+    r = power_negative
+    table = r.table().set_index("quantity")
+    assert not r.passed
+    assert table.loc["sigma", "p_value"] < 1e-6 and table.loc["sigma", "mean_pit"] < 0.2
+    assert table.loc["sigma", "cov90"] < coverage_band(NUM_CI - 1, 0.9)[0]
+    assert table.loc[SBC_LOGLIK, "p_value"] < 0.001
+
+
+def test_failed_simulation_is_reported(power_negative):
+    """Simulation 7 (NaN simulated loss) keeps its row: status failed, rank -1, a message; the
+    others are ranked, and the failure alone would fail the check."""
+    r = power_negative
+    assert r.num_simulations == NUM_CI and r.num_failed == 1
+    assert r.status[7] == "failed" and "point 3" in r.messages[7]
+    assert all(r.ranks[q][7] == -1 for q in r.quantities)
+    assert (r.table()["n"] == NUM_CI - 1).all()
+    assert r.gate()["all"] <= (NUM_CI - 1) / NUM_CI
+
+
+def test_chinchilla_is_calibrated():
+    """50 simulations of the Chinchilla law on a 5-budget x 6-size IsoFLOP grid."""
+    result = sbc("chinchilla", num_simulations=NUM_CI, seed=0, fit_kwargs=CI)
+    table = _assert_calibrated(result)
+    assert len(table) == 8
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.slow
+@pytest.mark.parametrize("law", bs.laws.available())
+def test_every_law_at_200_simulations(law):
+    """Issue 5's target with fit_many's default sampler settings: chi-square p >= 0.001 for
+    every quantity, each 90% coverage in the 99.9% binomial band at 200 ([0.825, 0.96]) and
+    the mean 90% coverage over quantities in [0.85, 0.95]."""
+    result = sbc(law, num_simulations=200, seed=0)
+    table = result.table()
+    assert result.num_failed == 0, result.status_counts()
+    assert (table["p_value"] >= 0.001).all(), table
+    assert table["cov90"].between(*coverage_band(200)).all(), table
+    assert 0.85 <= table["cov90"].mean() <= 0.95, table
