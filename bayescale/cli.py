@@ -507,10 +507,18 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         rng_key=args.seed,
         progress=not args.quiet,
+        **({"pooling": "partial", "share": args.share} if args.share else {}),
     )
     summary = batch.summary(prob=args.prob)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summary.to_string(float_format=lambda x: f"{x:.4g}"))
+        if args.share:
+            print(f"Population of the shared parameters ({args.prob:.0%} intervals):")
+            print(
+                batch.population_summary(prob=args.prob).to_string(
+                    float_format=lambda x: f"{x:.4g}"
+                )
+            )
     counts = summary["status"].value_counts()
     print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.out:
@@ -764,6 +772,13 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--law", default="power_n", help="law name (see `bayescale laws`)")
     many.add_argument("--prob", type=_probability, default=0.9, help="interval mass (0.9)")
     many.add_argument("--batch-size", type=_count(1), default=1024, help="curves per chunk")
+    many.add_argument(
+        "--share",
+        nargs="+",
+        metavar="PARAM",
+        help="partially pool these parameters across curves (one hierarchical model; e.g. "
+        "--share alpha) and print their population",
+    )
     many.add_argument("--quiet", action="store_true", help="no progress bar")
     many.add_argument("--out", metavar="BATCH.nc", help="save the batch posterior (netCDF)")
     many.set_defaults(handler=_cmd_fit_many)

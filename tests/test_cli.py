@@ -394,3 +394,45 @@ def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
     for task, (E, _, alpha) in truth.items():
         assert s.loc[task, "alpha_lower"] <= alpha <= s.loc[task, "alpha_upper"], task
         assert s.loc[task, "E_lower"] <= E <= s.loc[task, "E_upper"], task
+
+
+def test_fit_many_share_pools_the_exponent_and_prints_the_population(tmp_path, capsys):
+    """`--share alpha` fits the curves as one hierarchical model: the saved result is a
+    PooledBatchFit whose per-curve exponents cover the truth (alpha = 0.30-0.36) and whose
+    population median covers their centre; the population table is printed."""
+    rng = np.random.default_rng(1)
+    truth = {"a": (1.7, 400.0, 0.30), "b": (2.0, 300.0, 0.33), "c": (1.9, 350.0, 0.36)}
+    rows = [
+        (task, N, (E + A * N**-alpha) * np.exp(0.01 * rng.standard_normal()))
+        for task, (E, A, alpha) in truth.items()
+        for N in np.logspace(7, 10, 12)
+    ]
+    path = tmp_path / "family.csv"
+    pd.DataFrame(rows, columns=["task", "N", "loss"]).to_csv(path, index=False)
+    out = tmp_path / "pooled.nc"
+    rc = cli.main(
+        ["fit-many", str(path), "--curve", "task", "--law", "power_n", "--share", "alpha",
+         "--quiet", "--prob", "0.99", "--num-warmup", "400", "--num-samples", "500",
+         "--out", str(out)]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "Population of the shared parameters (99% intervals):" in text
+    assert any(line.split()[:1] == ["alpha"] for line in text.splitlines())
+    pooled = bs.load(out)
+    assert isinstance(pooled, bs.PooledBatchFit)
+    s = pooled.summary(prob=0.99)
+    for task, (_, _, alpha) in truth.items():
+        assert s.loc[task, "alpha_lower"] <= alpha <= s.loc[task, "alpha_upper"], task
+    pop = pooled.population_summary(prob=0.99).loc["alpha"]
+    assert pop["mu_lower"] <= 0.33 <= pop["mu_upper"], pop
+
+
+def test_fit_many_share_rejects_unknown_parameters(tmp_path, capsys):
+    path = tmp_path / "c.csv"
+    pd.DataFrame({"task": ["a"] * 4 + ["b"] * 4, "N": [1e7, 1e8, 1e9, 1e10] * 2,
+                  "loss": [3.0, 2.6, 2.3, 2.1] * 2}).to_csv(path, index=False)  # fmt: skip
+    rc = cli.main(["fit-many", str(path), "--curve", "task", "--share", "gamma", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "gamma" in err and "alpha" in err
