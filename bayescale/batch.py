@@ -240,8 +240,11 @@ def fit_many(
         Integer seed or PRNG key. Curve ``i`` (input order) uses ``fold_in(key, i)``, so its
         draws do not depend on chunking, devices or executors.
     retry
-        Re-fit the curves with divergences or R-hat > 1.01 once at
-        ``target_accept_prob=0.99`` (their ``retried`` flag is set).
+        Re-fit every curve that misses the convergence policy (divergences, R-hat > 1.01,
+        bulk or tail ESS < 400, E-BFMI < 0.3) once, as ``bs.fit`` does: twice the warm-up and
+        draws at ``target_accept_prob=0.99``, keeping every second draw so that the stored
+        shape stays ``(chain, num_samples)`` (a pair of transitions counts as divergent when
+        either was). Its diagnostics are those of the kept draws; ``retried`` is set.
     dtype
         ``"float64"`` (default) or ``"float32"`` (faster on accelerators; posterior means
         agree with float64 within a fraction of a posterior SD on well-scaled curves).
@@ -352,12 +355,12 @@ def fit_many(
     status = _status(diag, valid)
     retried = np.zeros(num, dtype=bool)
     if retry:
-        again = np.flatnonzero(np.isin(status, ("divergences", "rhat_high")))
+        again = np.flatnonzero(valid & (status != "ok"))
         if again.size:
-            config2 = SamplerConfig(
-                **{**config.__dict__, "target_accept_prob": RETRY_TARGET_ACCEPT}
-            )
-            runner.run(again, state, config2, label="re-fit")
+            config2 = retry_config(config)
+            longer = _Sampled(num, config2, spec, rows=again)
+            runner.run(again, longer, config2, label="re-fit")
+            state.replace(again, *thin_pairs(longer.samples, longer.stats))
             diag = _diagnose(state.samples, state.stats, spec)
             status = _status(diag, valid)
             retried[again] = True
@@ -390,10 +393,68 @@ def fit_many(
     return batch
 
 
-class _Sampled:
-    """Host-side draws of every curve, filled chunk by chunk (NaN for curves never fitted)."""
+def retry_config(config: SamplerConfig) -> SamplerConfig:
+    """Settings of the one automatic re-fit of the curves that miss the policy: twice the
+    warm-up and draws (kept thinned by 2, :func:`thin_pairs`) at ``target_accept_prob=0.99``.
 
-    def __init__(self, num: int, config: SamplerConfig, spec: ModelSpec) -> None:
+    One setting for every failing curve (``bs.fit`` picks per failure; here one program serves
+    them all). Measured on the SBC designs (benchmarks/sbc.py, 200 simulations): the share of
+    fits meeting the gate rises from 93-97.5% to 99-100% for ``power_*``, 82% to 90% for
+    ``chinchilla`` and, at 100 simulations, 36% to 49% for ``sigmoid_c``.
+    """
+    return SamplerConfig(
+        **{
+            **config.__dict__,
+            "num_warmup": 2 * config.num_warmup,
+            "num_samples": 2 * config.num_samples,
+            "target_accept_prob": max(config.target_accept_prob, RETRY_TARGET_ACCEPT),
+        }
+    )
+
+
+def thin_pairs(
+    samples: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Keep every second draw of ``(curve, chain, 2 * n)`` arrays: the second of each pair of
+    transitions. A pair is divergent when either transition was; leapfrog steps add up; the
+    acceptance probability is the pair's mean; per-chain statistics pass through.
+
+    >>> s, st = thin_pairs({"a": np.arange(4.0)[None, None]},
+    ...                    {"diverging": np.array([[[True, False, False, False]]])})
+    >>> s["a"].tolist(), st["diverging"].tolist()
+    ([[[1.0, 3.0]]], [[[True, False]]])
+    """
+    kept = {k: v[..., 1::2] for k, v in samples.items()}
+    out = {}
+    for k, v in stats.items():
+        if v.ndim < 3:
+            out[k] = v
+            continue
+        pairs = v.reshape(*v.shape[:-1], v.shape[-1] // 2, 2)
+        if k == "diverging":
+            out[k] = pairs.any(axis=-1)
+        elif k == "num_steps":
+            out[k] = pairs.sum(axis=-1).astype(v.dtype)
+        elif k == "accept_prob":
+            out[k] = pairs.mean(axis=-1)
+        else:  # energy, potential_energy: of the kept draw
+            out[k] = pairs[..., 1]
+    return kept, out
+
+
+class _Sampled:
+    """Host-side draws of every curve, filled chunk by chunk (NaN for curves never fitted).
+
+    With ``rows``, holds only those curves (in that order): ``store`` takes the curves'
+    positions in the batch, as for the full container.
+    """
+
+    def __init__(
+        self, num: int, config: SamplerConfig, spec: ModelSpec, rows: np.ndarray | None = None
+    ) -> None:
+        self.rows = None if rows is None else np.asarray(rows)
+        if self.rows is not None:
+            num = len(self.rows)
         shape = (num, config.num_chains, config.num_samples)
         self.samples = {k: np.full(shape, np.nan) for k in spec.site_names}
         self.stats = {
@@ -408,10 +469,19 @@ class _Sampled:
 
     def store(self, index: np.ndarray, draws: Mapping[str, Any]) -> None:
         n = len(index)
+        if self.rows is not None:
+            index = np.searchsorted(self.rows, index)
         for k, v in draws["samples"].items():
             self.samples[k][index] = v[:n]
         for k in self.stats:
             self.stats[k][index] = draws[k][:n]
+
+    def replace(self, index: np.ndarray, samples, stats) -> None:
+        """Overwrite the curves ``index`` with same-shaped draws (the thinned re-fit)."""
+        for k, v in samples.items():
+            self.samples[k][index] = v
+        for k in self.stats:
+            self.stats[k][index] = stats[k]
 
 
 class _Runner:

@@ -22,7 +22,7 @@ from scipy import stats
 
 import bayescale as bs
 from bayescale import _arviz_compat as azc
-from bayescale.batch import BatchFit, _status, fit_many, load_batch, synthetic_curves
+from bayescale.batch import BatchFit, _status, fit_many, load_batch, synthetic_curves, thin_pairs
 from bayescale.infer import batch as engine
 from bayescale.model import build_model
 from bayescale.results import Convergence, Fit
@@ -527,3 +527,50 @@ def test_real_curves_revisiting_nsl():
     print(f"revisiting-nsl: {ok}/92 converged, held-out RMSLE {rmsle:.4f}")
     # Measured: 71/92 converged (4 chains), held-out RMSLE 0.060 over 15,323 points.
     assert ok >= 65 and rmsle < 0.1
+
+
+def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
+    """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
+    with twice the warm-up and draws at target 0.99, stores every second draw (same shape),
+    and leaves the curves that passed untouched."""
+    from bayescale import batch as batch_module
+
+    data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
+    configs = []
+    original = batch_module._Runner.run
+
+    def spy(self, index, state, config, label="fit"):
+        configs.append((np.asarray(index).copy(), config))
+        return original(self, index, state, config, label)
+
+    monkeypatch.setattr(batch_module._Runner, "run", spy)
+    small = dict(num_chains=2, num_warmup=60, num_samples=60, rng_key=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        batch = fit_many(data, "power_n", **small)
+    (first, c1), (again, c2) = configs
+    assert first.tolist() == [0, 1, 2] and (c1.num_warmup, c1.num_samples) == (60, 60)
+    assert again.tolist() == [0, 1, 2]  # 2 chains x 60 draws: ess_low for every curve
+    assert (c2.num_warmup, c2.num_samples, c2.target_accept_prob) == (120, 120, 0.99)
+    assert batch.retried.all()
+    assert batch.samples["alpha"].shape == (3, 2, 60)
+    assert batch.sample_stats["diverging"].shape == (3, 2, 60)
+
+
+def test_thin_pairs_keeps_every_second_draw_and_counts_divergent_pairs():
+    samples = {"a": np.arange(12.0).reshape(1, 2, 6)}
+    stats = {
+        "diverging": np.array([[[0, 1, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0]]], dtype=bool),
+        "num_steps": np.full((1, 2, 6), 7, dtype=np.int32),
+        "accept_prob": np.tile([0.5, 1.0], (1, 2, 3)),
+        "energy": np.arange(12.0).reshape(1, 2, 6),
+        "step_size": np.array([[0.1, 0.2]]),
+    }
+    s, st = thin_pairs(samples, stats)
+    assert s["a"].tolist() == [[[1.0, 3.0, 5.0], [7.0, 9.0, 11.0]]]
+    assert st["diverging"].tolist() == [[[True, False, True], [False, False, False]]]
+    assert st["diverging"].sum() == 2  # two divergent pairs (three divergent transitions)
+    assert st["num_steps"].tolist() == [[[14, 14, 14], [14, 14, 14]]]
+    np.testing.assert_allclose(st["accept_prob"], 0.75)
+    assert st["energy"].tolist() == s["a"].tolist()
+    assert st["step_size"] is stats["step_size"]
