@@ -3,7 +3,8 @@
 For each law of ``bayescale.laws.available()`` (or ``--laws``), runs
 :func:`bayescale.check.sbc` with 200 simulations (50 with ``--quick``) on the law's default
 design (:func:`bayescale.check.sbc_design`) with ``fit_many``'s default sampler settings
-(4 chains x (500 + 1000) draws, tree depth 5, one automatic retry), and reports per law:
+(4 chains x (500 + 1000) draws, tree depth 5, one automatic retry with twice the warm-up and
+draws at target 0.99), and reports per law:
 
 * the chi-square p-value of the rank histogram of every test quantity (sampled parameters,
   noise scale, log-likelihood, loss at 10x the largest inputs), the smallest of them, and
@@ -22,10 +23,7 @@ likelihood (``sigmoid_c/beta``).
 
 ``--backtests`` adds the gate figures of the synthetic backtest fits
 (:func:`bayescale.check.synthetic_backtest_curves`, 200 curves per law, cuts 1/10 and 1/100,
-the fits of benchmarks/backtests.py). ``--proposed-retry`` re-fits the simulations that miss
-the gate once more with twice the warm-up and draws at ``target_accept_prob=0.99`` and
-reports the gate fraction that retry policy would reach (the change proposed for
-``fit_many``'s retry).
+the fits of benchmarks/backtests.py).
 
 Results (ranks, p-values, coverage, convergence counts, code version = bayescale version +
 git commit, date, device, library versions) go to ``benchmarks/results/sbc_cpu.json``
@@ -35,7 +33,7 @@ table is printed.
 Usage::
 
     python benchmarks/sbc.py [--quick] [--laws power_n chinchilla] [--num-simulations 200]
-                             [--backtests] [--proposed-retry] [--json PATH] [--resume]
+                             [--backtests] [--json PATH] [--resume]
 """
 
 from __future__ import annotations
@@ -48,7 +46,6 @@ import platform
 import subprocess
 import sys
 import time
-import warnings
 import zlib
 from pathlib import Path
 
@@ -158,52 +155,6 @@ def _record(result) -> dict:
     return out
 
 
-def proposed_retry(result, *, seed: int) -> dict:
-    """Gate fraction under the proposed ``fit_many`` retry policy, emulated: every simulation
-    that misses the gate (any of divergences, R-hat, ESS, E-BFMI) is re-fitted once with twice
-    the warm-up and draws at ``target_accept_prob=0.99``, and every second draw is kept (the
-    stored shape of a batch stays (chain, 1000); the ESS of these slowly mixing fits is
-    about that of all 2000 draws). Diagnosed with ``fit_many``'s own vectorised R-hat/ESS."""
-    import numpy as np
-
-    import bayescale as bs
-    from bayescale import check
-    from bayescale.batch import _diagnose, _status
-
-    bad = np.flatnonzero((result.status != "ok") & (result.status != check.SBC_FAILED))
-    out = {"refitted": int(bad.size), "ok_after": 0, "status_after": {}}
-    if bad.size:
-        law = bs.laws.get(result.law)
-        base = bs.model.build_model(law, likelihood=result.likelihood)
-        spec = check._fixed_prior_spec(base, result.ref)
-        curves = {f"sim{i:04d}": result.data(int(i)) for i in bad}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            batch = bs.fit_many(
-                curves,
-                law,
-                likelihood=result.likelihood,
-                priors=dict(spec.priors),
-                num_warmup=1000,
-                num_samples=2000,
-                target_accept_prob=0.99,
-                retry=False,
-                rng_key=seed + 7,
-                progress=False,
-            )
-        samples = {k: v[..., ::2] for k, v in batch.samples.items()}
-        stats = {k: (v[..., ::2] if v.ndim == 3 else v) for k, v in batch.sample_stats.items()}
-        diag = _diagnose(samples, stats, batch.spec)
-        status = _status(diag, np.ones(len(batch), dtype=bool))
-        out["ok_after"] = int(np.sum(status == "ok"))
-        out["status_after"] = {
-            str(k): int(v) for k, v in zip(*np.unique(status, return_counts=True), strict=True)
-        }
-    n = result.num_simulations
-    out["gate_all_after"] = (int(np.sum(result.status == "ok")) + out["ok_after"]) / n
-    return out
-
-
 def backtest_gate(num_curves: int, seed: int) -> dict:
     """Gate fractions of the synthetic backtest fits (fit_many defaults), per law and cut."""
     import numpy as np
@@ -309,9 +260,6 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip laws already in --json")
     ap.add_argument("--backtests", action="store_true", help="gate of synthetic backtest fits")
     ap.add_argument("--backtest-curves", type=int, help="synthetic curves per law (200; quick 20)")
-    ap.add_argument(
-        "--proposed-retry", action="store_true", help="measure the proposed second retry"
-    )
     ap.add_argument("--detail", action="store_true", help="print the per-quantity tables")
     args = ap.parse_args(argv)
     out_path = args.json or (None if args.quick else DEFAULT_JSON)
@@ -345,18 +293,11 @@ def main(argv=None) -> int:
         result = check.sbc(law, num_simulations=num, likelihood=likelihood, seed=seed)
         row = _record(result)
         row["seed"] = seed
-        if args.proposed_retry:
-            row["proposed_retry"] = proposed_retry(result, seed=seed)
         report["laws"][key] = row
         print(
             f"{key}: {time.perf_counter() - t0:.0f} s, min p {row['min_p']:.3g} "
             f"({row['min_p_quantity']}), cov90 {row['cov90_mean']:.3f}, gate "
-            f"{_pct(row['gate']['all'])}, {row['status_counts']}"
-            + (
-                f", proposed retry -> {_pct(row['proposed_retry']['gate_all_after'])}"
-                if "proposed_retry" in row
-                else ""
-            ),
+            f"{_pct(row['gate']['all'])}, {row['status_counts']}",
             flush=True,
         )
         _write(out_path, report)
@@ -370,13 +311,6 @@ def main(argv=None) -> int:
     fits = sum(r["num_simulations"] for r in rows.values())
     ok = sum(r["gate"]["all"] * r["num_simulations"] for r in rows.values())
     print(f"\nconvergence gate over all SBC fits: {ok:.0f} / {fits} = {_pct(ok / max(fits, 1))}")
-    if any("proposed_retry" in r for r in rows.values()):
-        after = sum(
-            r["proposed_retry"]["gate_all_after"] * r["num_simulations"]
-            for r in rows.values()
-            if "proposed_retry" in r
-        )
-        print(f"with the proposed second retry: {_pct(after / max(fits, 1))}")
     met = all(r["meets_target"] for r in rows.values())
     print(
         "target (chi-square p >= 0.001 per quantity, mean cov90 in [0.85, 0.95]): "
