@@ -360,7 +360,8 @@ def fit_many(
             config2 = retry_config(config)
             longer = _Sampled(num, config2, spec, rows=again)
             runner.run(again, longer, config2, label="re-fit")
-            state.replace(again, *thin_pairs(longer.samples, longer.stats))
+            kept, kept_stats = thin_pairs(longer.samples, longer.stats)
+            state.store(again, {"samples": kept, **kept_stats})
             diag = _diagnose(state.samples, state.stats, spec)
             status = _status(diag, valid)
             retried[again] = True
@@ -476,13 +477,6 @@ class _Sampled:
             self.samples[k][index] = v[:n]
         for k in self.stats:
             self.stats[k][index] = draws[k][:n]
-
-    def replace(self, index: np.ndarray, samples, stats) -> None:
-        """Overwrite the curves ``index`` with same-shaped draws (the thinned re-fit)."""
-        for k, v in samples.items():
-            self.samples[k][index] = v
-        for k in self.stats:
-            self.stats[k][index] = stats[k]
 
 
 class _Runner:
