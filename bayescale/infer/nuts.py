@@ -80,6 +80,19 @@ def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, 
     return out
 
 
+def draw_record(state) -> dict[str, Any]:
+    """What every sampler keeps of one NUTS draw: the unconstrained position ``z`` and the
+    statistics the diagnostics read (shared by the single, batch and pooled programs)."""
+    return {
+        "z": state.z,
+        "diverging": state.diverging,
+        "num_steps": state.num_steps,
+        "energy": state.energy,
+        "accept_prob": state.accept_prob,
+        "potential_energy": state.potential_energy,
+    }
+
+
 def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_accept_prob):
     """Run one NUTS chain (warm-up then draws) as a traceable JAX function.
 
@@ -110,15 +123,7 @@ def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_a
 
     def draw(state, _):
         state = sample_kernel(state)
-        out = {
-            "z": state.z,
-            "diverging": state.diverging,
-            "num_steps": state.num_steps,
-            "energy": state.energy,
-            "accept_prob": state.accept_prob,
-            "potential_energy": state.potential_energy,
-        }
-        return state, out
+        return state, draw_record(state)
 
     state, draws = lax.scan(draw, state, None, length=config.num_samples)
     draws["step_size"] = state.adapt_state.step_size

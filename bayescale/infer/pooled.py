@@ -56,7 +56,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
 
 from ..model import ModelSpec
-from .nuts import SamplerConfig, _signature, _transforms, dispersed_init
+from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, draw_record
 
 __all__ = ["PooledSpec", "num_compiled", "population_moments", "run_pooled", "transform_name"]
 
@@ -340,15 +340,7 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
         def draw(carry, i):
             state = sample_kernel(carry)
             tick(chain, i)
-            out = {
-                "z": state.z,
-                "diverging": state.diverging,
-                "num_steps": state.num_steps,
-                "energy": state.energy,
-                "accept_prob": state.accept_prob,
-                "potential_energy": state.potential_energy,
-            }
-            return state, out
+            return state, draw_record(state)
 
         state, draws = lax.scan(draw, state, jnp.arange(config.num_warmup, total))
         draws["step_size"] = state.adapt_state.step_size
