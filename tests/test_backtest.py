@@ -300,13 +300,7 @@ def test_gadre_reference_point_forecasts(shared):
     from their 4x4x2x4 start grid (scaling/laws.py: curve_fit_powlaw_ours, best residual
     std) predicts the C4 loss of open_lm_1b at M = 640 and open_lm_7b at M = 20 with relative
     errors 0.7103% and 0.7320% (scaling_explorer.ipynb; SOURCE.txt)."""
-    df = pd.read_csv(shared / "gadre-overtraining" / "models.csv")
-    rpj = df[df["dataset"] == "rpj"]
-    M = rpj["tokens_per_param_M"]
-    small = rpj[
-        (rpj["model"].isin(GADRE_SMALL) & (M == 20))
-        | ((rpj["model"] == GADRE_SMALL[0]) & (M == 320))
-    ]
+    small, targets = _gadre_small_runs(shared)
     assert len(small) == 5
 
     def law(x, a, c, b, E):
@@ -332,11 +326,13 @@ def test_gadre_reference_point_forecasts(shared):
             best = (score, popt)
     a, c, b, E = best[1]
     assert (a, c, b, E) == pytest.approx((166.21, 366.69, -0.27285, 1.8366), rel=2e-4)
-    for model, m, published in (("open_lm_1b", 640, 0.7103), ("open_lm_7b", 20, 0.7320)):
-        run = rpj[(rpj["model"] == model) & (M == m)].iloc[0]
-        pred = law((float(run["N"]), float(m)), *best[1])
+    published = {"open_lm_1b": 0.7103, "open_lm_7b": 0.7320}
+    assert list(targets["model"]) == list(published)
+    for _, run in targets.iterrows():
+        m = float(run["tokens_per_param_M"])
+        pred = law((float(run["N"]), m), *best[1])
         error = 100 * abs(pred - run["loss_c4_val"]) / run["loss_c4_val"]
-        assert error == pytest.approx(published, abs=5e-5)  # published to 4 decimals
+        assert error == pytest.approx(published[run["model"]], abs=5e-5)  # 4 decimals
 
 
 #: Gadre et al.'s two large rpj runs forecast from the 5 small ones: (model, M = D / N).
