@@ -43,7 +43,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import zlib
@@ -55,26 +54,14 @@ QUICK_LAWS = ("power_n", "chinchilla")
 
 
 def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """Short ``HEAD`` of the checkout, ``+dirty`` with uncommitted changes (None outside git)."""
+    from bayescale.bench import _git
+
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit is None:
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+dirty" if dirty else "")
 
 
 def _meta(args, num_sims: int) -> dict:
