@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import batch as _batch
-from ._fit import _validate_config, reference_point
+from ._fit import RETRY_TARGET_ACCEPT, _validate_config, reference_point
 from .data import DataError, ScalingData
 from .infer import batch as engine
 from .infer.nuts import SamplerConfig
@@ -362,9 +362,7 @@ def fit_pooled(
         diag, status = _diagnose_joint(samples, stats, population, spec, valid)
         retried = np.zeros(num, dtype=bool)
         if retry and np.isin(status[valid], ("divergences", "rhat_high")).any():
-            config = SamplerConfig(
-                **{**config.__dict__, "target_accept_prob": _batch.RETRY_TARGET_ACCEPT}
-            )
+            config = SamplerConfig(**{**config.__dict__, "target_accept_prob": RETRY_TARGET_ACCEPT})
             samples, stats, population = run(config, "re-fit at target_accept_prob=0.99")
             diag, status = _diagnose_joint(samples, stats, population, spec, valid)
             retried[valid] = True

@@ -22,7 +22,7 @@ from scipy import stats
 
 import bayescale as bs
 from bayescale import _arviz_compat as azc
-from bayescale.batch import BatchFit, _status, fit_many, load_batch, synthetic_curves, thin_pairs
+from bayescale.batch import BatchFit, _status, fit_many, load_batch, synthetic_curves, thin_draws
 from bayescale.infer import batch as engine
 from bayescale.model import build_model
 from bayescale.results import Convergence, Fit
@@ -531,8 +531,8 @@ def test_real_curves_revisiting_nsl():
 
 def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
     """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
-    with twice the warm-up and draws at target 0.99, stores every second draw (same shape),
-    and leaves the curves that passed untouched."""
+    with twice the warm-up, four times the draws, target 0.995 and tree depth 8, stores every
+    fourth draw (same shape), and leaves the curves that passed untouched."""
     from bayescale import batch as batch_module
 
     data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
@@ -551,13 +551,14 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
     (first, c1), (again, c2) = configs
     assert first.tolist() == [0, 1, 2] and (c1.num_warmup, c1.num_samples) == (60, 60)
     assert again.tolist() == [0, 1, 2]  # 2 chains x 60 draws: ess_low for every curve
-    assert (c2.num_warmup, c2.num_samples, c2.target_accept_prob) == (120, 120, 0.99)
+    assert (c2.num_warmup, c2.num_samples, c2.target_accept_prob) == (120, 240, 0.995)
+    assert (c1.max_tree_depth, c2.max_tree_depth) == (5, 8)
     assert batch.retried.all()
     assert batch.samples["alpha"].shape == (3, 2, 60)
     assert batch.sample_stats["diverging"].shape == (3, 2, 60)
 
 
-def test_thin_pairs_keeps_every_second_draw_and_counts_divergent_pairs():
+def test_thin_draws_keeps_every_kth_draw_and_counts_divergent_groups():
     samples = {"a": np.arange(12.0).reshape(1, 2, 6)}
     stats = {
         "diverging": np.array([[[0, 1, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0]]], dtype=bool),
@@ -566,11 +567,19 @@ def test_thin_pairs_keeps_every_second_draw_and_counts_divergent_pairs():
         "energy": np.arange(12.0).reshape(1, 2, 6),
         "step_size": np.array([[0.1, 0.2]]),
     }
-    s, st = thin_pairs(samples, stats)
+    s, st = thin_draws(samples, stats, 2)
     assert s["a"].tolist() == [[[1.0, 3.0, 5.0], [7.0, 9.0, 11.0]]]
     assert st["diverging"].tolist() == [[[True, False, True], [False, False, False]]]
     assert st["diverging"].sum() == 2  # two divergent pairs (three divergent transitions)
     assert st["num_steps"].tolist() == [[[14, 14, 14], [14, 14, 14]]]
     np.testing.assert_allclose(st["accept_prob"], 0.75)
     assert st["energy"].tolist() == s["a"].tolist()
+    # groups of three: draws 2 and 5 of each chain kept; the groups (0-2) and (3-5) of chain 0
+    # both hold a divergent transition
+    s3, st3 = thin_draws(samples, stats, 3)
+    assert s3["a"].tolist() == [[[2.0, 5.0], [8.0, 11.0]]]
+    assert st3["diverging"].tolist() == [[[True, True], [False, False]]]
+    assert st3["num_steps"].tolist() == [[[21, 21], [21, 21]]]
+    np.testing.assert_allclose(st3["accept_prob"], [[[2.0 / 3.0, 5.0 / 6.0]] * 2])
+    assert st3["energy"].tolist() == s3["a"].tolist()
     assert st["step_size"] is stats["step_size"]
