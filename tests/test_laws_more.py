@@ -312,7 +312,7 @@ def _simulate(name, seed):
 
 @pytest.mark.parametrize(
     "name",
-    # the data-constrained law compiles slowest (~10 s) and is not wired into ScalingData yet
+    # the data-constrained law compiles slowest (~10 s): its recovery runs with the slow tests
     [pytest.param(n, marks=pytest.mark.slow) if n == "datablations" else n for n in CASES],
 )
 def test_new_laws_recover_known_parameters(name):

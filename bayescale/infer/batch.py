@@ -160,7 +160,7 @@ def _device_key(devices: Sequence[Any]) -> tuple:
 
 def _program_config(config: SamplerConfig) -> SamplerConfig:
     """The settings the compiled program depends on: the target acceptance probability is a
-    run-time argument (per curve), so a re-fit at 0.99 reuses the program."""
+    run-time argument (per curve), so re-fits at another target share one program."""
     return dataclasses.replace(config, target_accept_prob=0.5)
 
 
