@@ -363,7 +363,9 @@ def fit_pooled(
         retried = np.zeros(num, dtype=bool)
         if retry and np.isin(status[valid], ("divergences", "rhat_high")).any():
             config = SamplerConfig(**{**config.__dict__, "target_accept_prob": RETRY_TARGET_ACCEPT})
-            samples, stats, population = run(config, "re-fit at target_accept_prob=0.99")
+            samples, stats, population = run(
+                config, f"re-fit at target_accept_prob={RETRY_TARGET_ACCEPT}"
+            )
             diag, status = _diagnose_joint(samples, stats, population, spec, valid)
             retried[valid] = True
     finally:
