@@ -432,7 +432,8 @@ def thin_draws(
     """Keep every ``factor``-th draw of ``(curve, chain, factor * n)`` arrays: the last of each
     group of ``factor`` transitions. A group is divergent when any of its transitions was;
     leapfrog steps add up; the acceptance probability is the group's mean; per-chain
-    statistics pass through.
+    statistics pass through. The per-chain E-BFMI (``bfmi``) is that of the consecutive
+    transitions (computed from the energies before thinning when ``stats`` lacks it).
 
     >>> s, st = thin_draws({"a": np.arange(4.0)[None, None]},
     ...                    {"diverging": np.array([[[True, False, False, False]]])}, 2)
@@ -442,6 +443,11 @@ def thin_draws(
     factor = int(factor)
     kept = {k: v[..., factor - 1 :: factor] for k, v in samples.items()}
     out = {}
+    if "energy" in stats and "bfmi" not in stats:
+        # E-BFMI compares consecutive transitions: from the energies before thinning (the
+        # thinned ones would overstate it).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["bfmi"] = engine.bfmi(np.asarray(stats["energy"]))
     for k, v in stats.items():
         if v.ndim < 3:
             out[k] = v
@@ -481,15 +487,23 @@ class _Sampled:
             "potential_energy": np.full(shape, np.nan),
             "step_size": np.full(shape[:2], np.nan),
             "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
+            "bfmi": np.full(shape[:2], np.nan),
         }
 
     def store(self, index: np.ndarray, draws: Mapping[str, Any]) -> None:
+        """Store the draws of the curves at ``index``; E-BFMI (``bfmi``, per chain) is taken
+        from the draws' energies unless ``draws`` brings it (a thinned re-fit brings the
+        E-BFMI of its consecutive transitions, :func:`thin_draws`)."""
         n = len(index)
         if self.rows is not None:
             index = np.searchsorted(self.rows, index)
         for k, v in draws["samples"].items():
             self.samples[k][index] = v[:n]
         for k in self.stats:
+            if k == "bfmi" and k not in draws:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    self.stats[k][index] = engine.bfmi(np.asarray(draws["energy"][:n]))
+                continue
             self.stats[k][index] = draws[k][:n]
 
 
@@ -625,7 +639,8 @@ class _Runner:
 
 def _diagnose(samples, stats, spec, block: int = 1024) -> dict[str, np.ndarray]:
     """Per curve and site (curve, site): r_hat, ess_bulk, ess_tail, mcse_mean; per curve:
-    divergences and min_bfmi. Vectorised over blocks of curves (bounded temporary memory)."""
+    divergences and min_bfmi (of the per-chain ``stats["bfmi"]`` where present, else from the
+    kept energies). Vectorised over blocks of curves (bounded temporary memory)."""
     sites = spec.site_names
     num = len(stats["energy"])
     out = {k: np.full((num, len(sites)), np.nan) for k in ("r_hat", "ess_bulk", "ess_tail")}
@@ -639,7 +654,10 @@ def _diagnose(samples, stats, spec, block: int = 1024) -> dict[str, np.ndarray]:
             out["ess_bulk"][part] = engine.ess_bulk(stacked)
             out["ess_tail"][part] = engine.ess_tail(stacked)
             out["mcse_mean"][part] = engine.mcse_mean(stacked)
-            out["min_bfmi"][part] = np.min(engine.bfmi(stats["energy"][part]), axis=-1)
+            chain_bfmi = (
+                stats["bfmi"][part] if "bfmi" in stats else engine.bfmi(stats["energy"][part])
+            )
+            out["min_bfmi"][part] = np.min(chain_bfmi, axis=-1)
     out["divergences"] = stats["diverging"].sum(axis=(1, 2)).astype(int)
     return out
 
@@ -712,14 +730,15 @@ class BatchFit:
         Sampled sites -> draws (curve, chain, draw); NaN rows for ``invalid_input`` curves.
     sample_stats
         ``diverging``, ``energy``, ``num_steps``, ``accept_prob``, ``potential_energy``
-        (curve, chain, draw); ``step_size`` and ``warmup_divergences`` (curve, chain).
+        (curve, chain, draw); ``step_size``, ``warmup_divergences`` and ``bfmi`` (the
+        chain's E-BFMI, of the unthinned re-fit for a retried curve) (curve, chain).
     diagnostics
         ``r_hat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean`` (curve, site) in
         ``spec.site_names`` order; ``divergences`` and ``min_bfmi`` (curve,).
     status
         Per-curve ``ok``, ``divergences``, ``rhat_high``, ``ess_low``, ``bfmi_low`` or
         ``invalid_input``; ``messages`` explains invalid inputs; ``retried`` flags curves
-        re-fitted at ``target_accept_prob=0.99``.
+        re-fitted once with the settings of :func:`retry_config`.
     """
 
     spec: ModelSpec
@@ -1065,7 +1084,8 @@ class BatchFit:
 
         Groups: ``posterior`` (sampled and published parameters, dims chain, draw, curve),
         ``sample_stats`` (``diverging``, ``energy``, ``n_steps``, ``acceptance_rate``,
-        ``step_size``, ``lp``), ``observed_data`` (``loss`` over dimension ``point``: the points
+        ``step_size``, ``lp`` and ``e_bfmi``: the chain's E-BFMI, of its unthinned
+        transitions for a re-fitted curve), ``observed_data`` (``loss`` over dimension ``point``: the points
         of all curves concatenated), ``constant_data`` (per point: inputs, ``point_curve``;
         per curve: ``status``, ``message``, ``retried``, ``ref_*``) and, when
         ``log_likelihood`` is True (default: when it has at most 50 million values),
@@ -1084,6 +1104,8 @@ class BatchFit:
             "step_size": np.broadcast_to(st["step_size"][:, :, None], st["energy"].shape),
             "lp": -st["potential_energy"],
         }
+        if "bfmi" in st:
+            stats["e_bfmi"] = np.broadcast_to(st["bfmi"][:, :, None], st["energy"].shape)
         stats = {k: np.moveaxis(np.asarray(v), 0, -1) for k, v in stats.items()}
         points = self._points()
         constant = {k: v for k, v in points.items() if k != "loss"}
@@ -1186,6 +1208,8 @@ def load_batch(path: str | Path) -> BatchFit:
     }
     stats["step_size"] = np.moveaxis(np.asarray(st["step_size"]), -1, 0)[:, :, 0]
     stats["warmup_divergences"] = np.zeros(stats["step_size"].shape, dtype=np.int32)
+    if "e_bfmi" in st:
+        stats["bfmi"] = np.moveaxis(np.asarray(st["e_bfmi"]), -1, 0)[:, :, 0]
     const = azc.group(container, "constant_data")
     obs = azc.group(container, "observed_data")
     point_curve = np.asarray(const["point_curve"]).astype(str)

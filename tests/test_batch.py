@@ -376,6 +376,7 @@ def test_to_arviz_and_save_load_roundtrip(batch20, tmp_path):
     np.testing.assert_allclose(back.diagnostics["r_hat"], batch20.diagnostics["r_hat"])
     np.testing.assert_array_equal(back[3].data.loss, batch20[3].data.loss)
     pd.testing.assert_frame_equal(back.summary(), batch20.summary())
+    np.testing.assert_array_equal(back.sample_stats["bfmi"], batch20.sample_stats["bfmi"])
     assert (
         json.loads(azc.group(azc.from_netcdf(path), "posterior").attrs["config"])["max_tree_depth"]
         == 5
@@ -544,6 +545,14 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
         return original(self, index, state, config, label)
 
     monkeypatch.setattr(batch_module._Runner, "run", spy)
+    unthinned = []
+    original_thin = batch_module.thin_draws
+
+    def thin_spy(samples, stats, factor):
+        unthinned.append(np.array(stats["energy"]))
+        return original_thin(samples, stats, factor)
+
+    monkeypatch.setattr(batch_module, "thin_draws", thin_spy)
     small = dict(num_chains=2, num_warmup=60, num_samples=60, rng_key=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
@@ -556,6 +565,14 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
     assert batch.retried.all()
     assert batch.samples["alpha"].shape == (3, 2, 60)
     assert batch.sample_stats["diverging"].shape == (3, 2, 60)
+    # E-BFMI of a re-fitted curve is that of its 240 consecutive transitions per chain, not of
+    # the 60 kept (thinned) ones.
+    (energy,) = unthinned
+    assert energy.shape == (3, 2, 240)
+    np.testing.assert_allclose(batch.sample_stats["bfmi"], engine.bfmi(energy), rtol=1e-12)
+    np.testing.assert_allclose(batch.diagnostics["min_bfmi"], engine.bfmi(energy).min(axis=1))
+    thinned = engine.bfmi(batch.sample_stats["energy"])
+    assert not np.allclose(thinned, batch.sample_stats["bfmi"])
 
 
 def test_thin_draws_keeps_every_kth_draw_and_counts_divergent_groups():
@@ -582,4 +599,11 @@ def test_thin_draws_keeps_every_kth_draw_and_counts_divergent_groups():
     assert st3["num_steps"].tolist() == [[[21, 21], [21, 21]]]
     np.testing.assert_allclose(st3["accept_prob"], [[[2.0 / 3.0, 5.0 / 6.0]] * 2])
     assert st3["energy"].tolist() == s3["a"].tolist()
+    # E-BFMI from the consecutive transitions: a random-walk energy with unit steps has
+    # E[(dE)^2] = 1 before thinning and k after thinning by k.
+    walk = np.cumsum(np.random.default_rng(0).normal(size=(1, 2, 4000)), axis=-1)
+    _, stw = thin_draws({"a": walk}, {"energy": walk}, 4)
+    np.testing.assert_allclose(stw["bfmi"], engine.bfmi(walk), rtol=1e-12)
+    ratio = engine.bfmi(stw["energy"]) / stw["bfmi"]
+    np.testing.assert_allclose(ratio, 4.0, rtol=0.15)
     assert st["step_size"] is stats["step_size"]
