@@ -1605,7 +1605,12 @@ def run_suite(
         try:
             doc["sbc"] = bench_sbc(
                 s["sbc"]["num_simulations"],
-                fit_kwargs={k: s["batch"][k] for k in ("num_warmup", "num_samples", "num_chains")},
+                # retry=False like the batch section, whose NumPyro loop time per curve is the
+                # baseline: the same fits on both sides of the ratio.
+                fit_kwargs={
+                    **{k: s["batch"][k] for k in ("num_warmup", "num_samples", "num_chains")},
+                    "retry": False,
+                },
                 numpyro_time_per_curve_s=loop.get("time_per_curve_s"),
             )
         except Exception as exc:
