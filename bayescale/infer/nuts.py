@@ -47,6 +47,15 @@ class SamplerConfig:
         ``"auto"`` (default: ``"parallel"`` over local devices when there are several, else
         ``"sequential"``), ``"parallel"`` (chains sharded over devices with ``jax.shard_map``),
         ``"vectorized"`` (vmap chains in one program) or ``"sequential"`` (``lax.map``).
+    regularize_mass
+        Shrink each adapted mass matrix towards ``1e-3 * I`` as Stan and NumPyro do by default
+        (``(n / (n + 5)) * cov + 1e-3 * 5 / (n + 5)``). Off by default: the shrinkage is
+        absolute, so it swamps the variance of every well-identified parameter (posterior sd
+        well under 0.03, e.g. the log loss at the reference point, sd about sigma / sqrt(n)),
+        and the step size then has to shrink by the ratio of the scales. Measured on one
+        ``kaplan_n`` curve of 24 runs: at noise sd 1e-4 on the log loss the regularised
+        sampler misses R-hat <= 1.01 even after the retry, the unregularised one meets it
+        on the first pass; at sd 0.01 the bulk ESS goes from 1,550 to 2,680.
     """
 
     num_warmup: int = 500
@@ -56,6 +65,7 @@ class SamplerConfig:
     max_tree_depth: int = 10
     dense_mass: bool = True
     chain_method: str = "auto"
+    regularize_mass: bool = False
 
 
 def _transforms(spec: ModelSpec, ref: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,6 +123,7 @@ def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_a
         dense_mass=config.dense_mass,
         max_tree_depth=config.max_tree_depth,
         rng_key=key,
+        regularize_mass_matrix=config.regularize_mass,
     )
 
     def warm(state, _):

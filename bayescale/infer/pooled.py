@@ -328,6 +328,7 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
             dense_mass=dense,
             max_tree_depth=config.max_tree_depth,
             rng_key=key,
+            regularize_mass_matrix=config.regularize_mass,
         )
 
         def warm(carry, i):
