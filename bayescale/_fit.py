@@ -176,13 +176,18 @@ def fit(
 
 def retry_config(config: SamplerConfig, conv) -> SamplerConfig:
     """Settings of the one automatic retry: divergences raise ``target_accept_prob`` to 0.99
-    (smaller steps); high R-hat or low ESS double warm-up and draws (longer chains)."""
+    (smaller steps); high R-hat or low ESS double warm-up and draws (longer chains), and
+    without divergences also adapt the mass matrix without Stan's absolute shrinkage
+    (``regularize_mass=False``: slow mixing without divergences is the signature of a metric
+    mis-scaled for a well-identified parameter)."""
     changes: dict[str, Any] = {}
     if conv.divergences:
         changes["target_accept_prob"] = max(config.target_accept_prob, RETRY_TARGET_ACCEPT)
     if not conv.max_rhat <= 1.01 or not min(conv.min_ess_bulk, conv.min_ess_tail) >= 400:
         changes["num_warmup"] = 2 * config.num_warmup
         changes["num_samples"] = 2 * config.num_samples
+        if not conv.divergences:
+            changes["regularize_mass"] = False
     if not changes:  # E-BFMI alone: smaller steps help the momentum resampling least, but do try
         changes["target_accept_prob"] = max(config.target_accept_prob, RETRY_TARGET_ACCEPT)
     return SamplerConfig(**{**config.__dict__, **changes})

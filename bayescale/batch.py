@@ -365,11 +365,17 @@ def fit_many(
     if retry:
         again = np.flatnonzero(valid & (status != "ok"))
         if again.size:
-            config2 = retry_config(config)
-            longer = _Sampled(num, config2, spec, rows=again)
-            runner.run(again, longer, config2, label="re-fit")
-            kept, kept_stats = thin_draws(longer.samples, longer.stats, RETRY_THIN)
-            state.store(again, {"samples": kept, **kept_stats})
+            # Divergent curves and curves that only mixed too slowly are re-fitted apart: the
+            # latter without the mass matrix's absolute shrinkage (retry_config).
+            diverged = diag["divergences"][again] > 0
+            for rows, mixing in ((again[diverged], False), (again[~diverged], True)):
+                if not rows.size:
+                    continue
+                config2 = retry_config(config, mixing_only=mixing)
+                longer = _Sampled(num, config2, spec, rows=rows)
+                runner.run(rows, longer, config2, label="re-fit")
+                kept, kept_stats = thin_draws(longer.samples, longer.stats, RETRY_THIN)
+                state.store(rows, {"samples": kept, **kept_stats})
             diag = _diagnose(state.samples, state.stats, spec)
             status = _status(diag, valid)
             retried[again] = True
@@ -402,11 +408,15 @@ def fit_many(
     return batch
 
 
-def retry_config(config: SamplerConfig) -> SamplerConfig:
+def retry_config(config: SamplerConfig, *, mixing_only: bool = False) -> SamplerConfig:
     """Settings of the one automatic re-fit of the curves that miss the policy: twice the
     warm-up, ``RETRY_THIN`` times the draws (kept thinned to the stored shape,
     :func:`thin_draws`), ``target_accept_prob=0.995`` and a tree-depth cap of at least
-    ``RETRY_TREE_DEPTH``.
+    ``RETRY_TREE_DEPTH``. With ``mixing_only`` (the curve missed R-hat, ESS or E-BFMI without
+    a divergence) the mass matrix is also adapted without Stan's absolute shrinkage
+    (``regularize_mass=False``): that shrinkage swamps the variance of well-identified
+    parameters, and precise curves (noise sd <= 3e-4 on the log loss) then never mix
+    (:class:`~bayescale.infer.nuts.SamplerConfig`).
 
     One setting for every failing curve (``bs.fit`` picks per failure; here one program serves
     them all). The deeper trees are what the weakly identified posteriors need: their ridges
@@ -422,6 +432,7 @@ def retry_config(config: SamplerConfig) -> SamplerConfig:
             "num_samples": RETRY_THIN * config.num_samples,
             "target_accept_prob": max(config.target_accept_prob, RETRY_TARGET_ACCEPT),
             "max_tree_depth": max(config.max_tree_depth, RETRY_TREE_DEPTH),
+            "regularize_mass": config.regularize_mass and not mixing_only,
         }
     )
 

@@ -226,3 +226,24 @@ def test_float32_opt_in_agrees_with_float64(synthetic, synth_fit):
     a, b = f32.summary(), synth_fit.summary()
     for k in ("E", "alpha", "beta"):
         assert abs(a.loc[k, "mean"] - b.loc[k, "mean"]) <= 0.25 * b.loc[k, "sd"], k
+
+
+def test_retry_config_picks_the_remedy_by_failure():
+    """bs.fit's one retry: divergences -> target 0.99 (mass matrix as before); slow mixing
+    without divergences -> twice the warm-up and draws and no absolute shrinkage of the mass
+    matrix (the remedy of precise data, tests/test_batch.py)."""
+    from bayescale._fit import retry_config
+    from bayescale.infer.nuts import SamplerConfig
+    from bayescale.results import Convergence
+
+    base = SamplerConfig()
+    slow = Convergence(1.05, 80.0, 90.0, 0, 4000, 0.9, False)
+    divergent = Convergence(1.005, 900.0, 900.0, 3, 4000, 0.9, False)
+    both = Convergence(1.05, 80.0, 90.0, 3, 4000, 0.9, False)
+    c = retry_config(base, slow)
+    assert (c.num_warmup, c.num_samples, c.regularize_mass) == (1000, 2000, False)
+    assert c.target_accept_prob == base.target_accept_prob
+    c = retry_config(base, divergent)
+    assert (c.num_warmup, c.target_accept_prob, c.regularize_mass) == (500, 0.99, True)
+    c = retry_config(base, both)
+    assert (c.num_warmup, c.target_accept_prob, c.regularize_mass) == (1000, 0.99, True)

