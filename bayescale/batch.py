@@ -247,12 +247,14 @@ def fit_many(
         draws do not depend on chunking, devices or executors.
     retry
         Re-fit every curve that misses the convergence policy (divergences, R-hat > 1.01,
-        bulk or tail ESS < 400, E-BFMI < 0.3) once, in one chunk of failing curves
+        bulk or tail ESS < 400, E-BFMI < 0.3) once, in chunks of failing curves
         (:func:`retry_config`): twice the warm-up, four times the draws, a tree-depth cap of
         at least 8 and ``target_accept_prob=0.995``, keeping every fourth draw so that the
         stored shape stays ``(chain, num_samples)`` (a kept draw counts as divergent when any
-        of its four transitions was). Its diagnostics are those of the kept draws;
-        ``retried`` is set.
+        of its four transitions was). Curves that missed the policy without a divergence are
+        re-fitted apart, with the mass matrix adapted without Stan's absolute shrinkage. Its
+        diagnostics are those of the kept draws (E-BFMI: of all transitions); ``retried`` is
+        set.
     dtype
         ``"float64"`` (default) or ``"float32"`` (faster on accelerators; posterior means
         agree with float64 within a fraction of a posterior SD on well-scaled curves).
