@@ -91,7 +91,8 @@ def _meta(args, num_sims: int) -> dict:
         "num_simulations": num_sims,
         "seed": args.seed,
         "fit_kwargs": "fit_many defaults (4 chains x (500 + 1000), max_tree_depth 5, retry)",
-        "retry": "2x warm-up, 4x draws thinned by 4, max_tree_depth 8, target 0.995",
+        "retry": "2x warm-up, 4x draws thinned by 4, max_tree_depth 8, target 0.995; curves "
+        "that failed without a divergence re-fitted apart with an unshrunk mass matrix",
         "quick": bool(args.quick),
     }
 
