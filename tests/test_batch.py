@@ -530,13 +530,11 @@ def test_real_curves_revisiting_nsl():
     assert ok >= 65 and rmsle < 0.1
 
 
-def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
-    """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
-    with twice the warm-up, four times the draws, target 0.995 and tree depth 8, stores every
-    fourth draw (same shape), and leaves the curves that passed untouched."""
+def _record_runs(monkeypatch) -> list:
+    """Spy on ``fit_many``'s runner: the (curve rows, SamplerConfig) of every run it makes, in
+    order (first pass, then each re-fit chunk group)."""
     from bayescale import batch as batch_module
 
-    data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
     configs = []
     original = batch_module._Runner.run
 
@@ -545,6 +543,17 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
         return original(self, index, state, config, label)
 
     monkeypatch.setattr(batch_module._Runner, "run", spy)
+    return configs
+
+
+def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
+    """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
+    with twice the warm-up, four times the draws, target 0.995 and tree depth 8, stores every
+    fourth draw (same shape), and leaves the curves that passed untouched."""
+    from bayescale import batch as batch_module
+
+    data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
+    configs = _record_runs(monkeypatch)
     unthinned = []
     original_thin = batch_module.thin_draws
 
@@ -563,7 +572,6 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
     # re-fitted apart, the latter without the mass matrix's shrinkage
     again = np.sort(np.concatenate([rows for rows, _ in refits]))
     assert again.tolist() == [0, 1, 2] and 1 <= len(refits) <= 2
-    monkeypatch.setattr(batch_module._Runner, "run", original)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
         first_pass = fit_many(data, "power_n", **small, retry=False)  # same keys: same draws
@@ -608,7 +616,6 @@ def test_precise_curves_converge_after_a_refit_without_mass_shrinkage(monkeypatc
     policy on every curve with noise <= 3e-4 (R-hat up to 2.2, bulk ESS down to 5), without a
     divergence. Their re-fit adapts the mass matrix without the shrinkage and meets the
     policy, covering the true exponent."""
-    from bayescale import batch as batch_module
 
     frame, alpha = _precise_kaplan_curves()
     run = dict(curve="curve", rng_key=0, progress=False)
@@ -620,14 +627,7 @@ def test_precise_curves_converge_after_a_refit_without_mass_shrinkage(monkeypatc
     assert (s1["status"].iloc[1:] != "ok").all(), s1[["status", "max_rhat", "min_ess_bulk"]]
     assert (s1["divergences"].iloc[1:] == 0).all()
 
-    configs = []
-    original = batch_module._Runner.run
-
-    def spy(self, index, state, config, label="fit"):
-        configs.append((np.asarray(index).copy(), config))
-        return original(self, index, state, config, label)
-
-    monkeypatch.setattr(batch_module._Runner, "run", spy)
+    configs = _record_runs(monkeypatch)
     b = fit_many(frame, "kaplan_n", **run)
     s = b.summary()
     assert (s["status"] == "ok").all(), s[["status", "max_rhat", "min_ess_bulk"]]
