@@ -4,7 +4,7 @@ For each law of ``bayescale.laws.available()`` (or ``--laws``), runs
 :func:`bayescale.check.sbc` with 200 simulations (50 with ``--quick``) on the law's default
 design (:func:`bayescale.check.sbc_design`) with ``fit_many``'s default sampler settings
 (4 chains x (500 + 1000) draws, tree depth 5, one automatic re-fit of the failing curves with
-twice the warm-up, four times the draws thinned by 4, tree depth 8 and target 0.995, the
+twice the warm-up, four times the draws thinned by 4, tree depth 8 and target 0.999, the
 curves that failed without a divergence with an unshrunk mass matrix), and
 reports per law:
 
@@ -91,7 +91,7 @@ def _meta(args, num_sims: int) -> dict:
         "num_simulations": num_sims,
         "seed": args.seed,
         "fit_kwargs": "fit_many defaults (4 chains x (500 + 1000), max_tree_depth 5, retry)",
-        "retry": "2x warm-up, 4x draws thinned by 4, max_tree_depth 8, target 0.995; curves "
+        "retry": "2x warm-up, 4x draws thinned by 4, max_tree_depth 8, target 0.999; curves "
         "that failed without a divergence re-fitted apart with an unshrunk mass matrix",
         "quick": bool(args.quick),
     }

@@ -548,7 +548,7 @@ def _record_runs(monkeypatch) -> list:
 
 def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
     """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
-    with twice the warm-up, four times the draws, target 0.995 and tree depth 8, stores every
+    with twice the warm-up, four times the draws, target 0.999 and tree depth 8, stores every
     fourth draw (same shape), and leaves the curves that passed untouched."""
     from bayescale import batch as batch_module
 
@@ -577,7 +577,7 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
         first_pass = fit_many(data, "power_n", **small, retry=False)  # same keys: same draws
     diverged = first_pass.diagnostics["divergences"] > 0
     for rows, c2 in refits:
-        assert (c2.num_warmup, c2.num_samples, c2.target_accept_prob) == (120, 240, 0.995)
+        assert (c2.num_warmup, c2.num_samples, c2.target_accept_prob) == (120, 240, 0.999)
         assert (c1.max_tree_depth, c2.max_tree_depth) == (5, 8)
         assert c1.regularize_mass
         assert (diverged[rows] == c2.regularize_mass).all()
