@@ -16,11 +16,11 @@ Three studies, each scored on points the fits never saw:
   - *benchmarks as curves*: each of the 8 benchmarks is a curve over the models below the
     paper's 8.4e22 FLOP cutoff; the scores of the models above it are held out. ``pooled``
     shares the sigmoid's ``height`` and slope ``k`` across benchmarks (where it rises,
-    ``loc``, and its chance level, ``floor``, stay per benchmark); ``independent`` is
+    ``logit_ref``, and its chance level, ``floor``, stay per benchmark); ``independent`` is
     ``fit_many``.
   - *families as curves* (MMLU; not with ``--quick``): the model families with at least 3
     models are the curves, each family's largest-compute model held out; ``pooled`` shares
-    floor, height, k and loc across families, ``independent`` is the same joint program with
+    floor, height, k and logit_ref across families, ``independent`` is the same joint program with
     nothing shared (each family alone, same priors: ``fit_many`` refuses families with fewer
     points than parameters), ``complete`` one sigmoid through all families.
 
@@ -262,7 +262,7 @@ def run_obsscaling_families(data_dir: Path, benchmark: str) -> dict:
     frame = train[["family", "C", "loss"]]
     out = {"benchmark": benchmark, "families": int(train["family"].nunique())}
     out["train_points"], out["held_out"] = len(train), len(held)
-    for way, share in (("pooled", ["floor", "height", "k", "loc"]), ("independent", [])):
+    for way, share in (("pooled", ["floor", "height", "k", "logit_ref"]), ("independent", [])):
         start = time.perf_counter()
         batch = fit_pooled(
             frame, "sigmoid_c", share=share, curve="family", likelihood="beta", **FAMILY_SAMPLER

@@ -107,7 +107,8 @@ def test_sigmoid_formula_and_fixed_levels():
     ref = _ref(C=50.0, loss=np.log(0.5))
     truth = {"floor": 0.25, "ceiling": 0.85, "k": 1.3, "C0": np.exp(51.0)}
     C = np.exp(np.linspace(40.0, 60.0, 11))
-    p = {"floor": 0.25, "height": 0.6 / 0.75, "k": 1.3, "loc": 1.0}
+    # midpoint 1 nat above the reference: logit_ref = k * (50 - 51)
+    p = {"floor": 0.25, "height": 0.6 / 0.75, "k": 1.3, "logit_ref": -1.3}
     got = np.asarray(sigmoid_c.predict(p, {"C": np.log(C)}, ref))
     np.testing.assert_allclose(got, _sigmoid_numpy(truth, C), rtol=1e-12)
     nat = {k: float(v) for k, v in sigmoid_c.natural(p, ref).items()}
@@ -119,8 +120,8 @@ def test_sigmoid_formula_and_fixed_levels():
     np.testing.assert_allclose(np.asarray(fixed.predict(q, {"C": np.log(C)}, ref)), got)
     # both levels fixed
     both = sigmoid("C", floor=0.25, ceiling=0.85)
-    assert both.param_names == ("k", "loc")
-    r = {"k": 1.3, "loc": 1.0}
+    assert both.param_names == ("k", "logit_ref")
+    r = {"k": 1.3, "logit_ref": -1.3}
     np.testing.assert_allclose(np.asarray(both.predict(r, {"C": np.log(C)}, ref)), got)
     assert float(both.natural(r, ref)["ceiling"]) == 0.85
     for bad in ({"floor": 0.0}, {"floor": 1.2}, {"floor": 0.5, "ceiling": 0.4}):

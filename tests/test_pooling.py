@@ -140,15 +140,15 @@ def test_hyperpriors_derive_from_the_law_priors():
 
 
 def test_reference_dependent_shares_use_one_reference():
-    """Exponents mean the same at every reference point; the sigmoid's midpoint offset and the
-    reducible fraction do not, so sharing them centres all curves on one reference."""
+    """Exponents mean the same at every reference point; the sigmoid's logit at the reference
+    and the reducible fraction do not, so sharing them centres all curves on one reference."""
     free = pooling._reference_free
     assert free(bs.laws.get("power_n"), "alpha")
     assert free(bs.laws.get("chinchilla"), "beta")
     assert free(bs.laws.get("sigmoid_c"), "k")
     assert free(bs.laws.get("sigmoid_c"), "floor")
     assert free(bs.laws.get("power_n"), "sigma")
-    assert not free(bs.laws.get("sigmoid_c"), "loc")
+    assert not free(bs.laws.get("sigmoid_c"), "logit_ref")
     assert not free(bs.laws.get("power_n"), "frac")
 
 

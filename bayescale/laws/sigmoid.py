@@ -12,6 +12,14 @@ The law predicts an *accuracy* in (floor, ceiling), stored in the ``loss`` colum
 ``likelihood="normal"`` (Gaussian noise on the accuracy itself: ``sigma`` then has the prior
 HalfNormal(0.1 x typical accuracy)), ``"beta"`` (a Beta distribution around the law) or
 ``"binomial"`` (``trials`` benchmark items per evaluation, plus a spread between runs).
+
+The rise is sampled as ``k * (log x - log x_ref) + logit_ref``, the logistic-regression form
+with the intercept at the data's centre, not as ``k * (log x - log x0)``: when the data see a
+shallow rise or only one tail of it, ``log x0 = log x_ref - logit_ref / k`` runs off along a
+curved ridge (``log height - k * log x0`` is what one tail pins down) while ``logit_ref`` and
+``log height + logit_ref`` stay nearly linear. On 80 SBC simulations of ``sigmoid_c`` this took
+the convergence gate of the first pass from 34% to 50% and after the automatic re-fit from 85%
+to 92.5% (``benchmarks/sbc.py`` has the 200-simulation figures).
 """
 
 from __future__ import annotations
@@ -53,8 +61,9 @@ def _slope_prior(ref):
     return dist.LogNormal(0.0, 1.0)
 
 
-def _midpoint_prior(ref):
-    """Normal(0, 3) on log C0 - log C_ref: the midpoint within ~e^5 of the data's centre."""
+def _logit_prior(ref):
+    """Normal(0, 3) on the logit of the risen share at the data's centre: from 0.7% to 99.3%
+    of the rise (90%); with k = 1 the midpoint lies within ~e^5 of the centre."""
     import numpyro.distributions as dist
 
     return dist.Normal(0.0, 3.0)
@@ -98,8 +107,9 @@ def sigmoid(
     -------
     Law
         Sampled parameters ``floor`` (unless fixed), ``height`` (``(ceiling - floor) /
-        (1 - floor)``, unless the ceiling is fixed), ``k`` (> 0, per nat of x) and ``loc``
-        (``log x0 - log x_ref``); published parameters ``floor, ceiling, k, <x>0``.
+        (1 - floor)``, unless the ceiling is fixed), ``k`` (> 0, per nat of x) and
+        ``logit_ref`` (``k * (log x_ref - log x0)``, the logit of the share of the rise reached
+        at the data's centre ``x_ref``); published parameters ``floor, ceiling, k, <x>0``.
 
     References
     ----------
@@ -111,7 +121,7 @@ def sigmoid(
     >>> from bayescale.laws.sigmoid import sigmoid
     >>> law = sigmoid("C", floor=0.25)
     >>> law.name, law.param_names
-    ('sigmoid_c_floor0.25', ('height', 'k', 'loc'))
+    ('sigmoid_c_floor0.25', ('height', 'k', 'logit_ref'))
     """
     if x not in ("N", "D", "C"):
         raise ValueError(f"sigmoid input must be 'N', 'D' or 'C', got {x!r}")
@@ -137,7 +147,7 @@ def sigmoid(
 
     def log_predict(p, log_x, ref):
         lo, hi = levels(p)
-        rise = jnp.log(hi - lo) + jax.nn.log_sigmoid(p["k"] * (log_x[x] - ref[x] - p["loc"]))
+        rise = jnp.log(hi - lo) + jax.nn.log_sigmoid(p["k"] * (log_x[x] - ref[x]) + p["logit_ref"])
         base = jnp.broadcast_to(jnp.log(lo), jnp.shape(rise))
         return logsumexp(jnp.stack([base, rise]), axis=0)
 
@@ -148,7 +158,7 @@ def sigmoid(
             "floor": jnp.broadcast_to(lo, shape),
             "ceiling": jnp.broadcast_to(hi, shape),
             "k": p["k"],
-            f"{x}0": jnp.exp(ref[x] + p["loc"]),
+            f"{x}0": jnp.exp(ref[x] - p["logit_ref"] / p["k"]),
         }
 
     params = []
@@ -160,7 +170,11 @@ def sigmoid(
         )
     params += [
         Parameter("k", _slope_prior, f"slope per nat of {_INPUT_WORD[x]} (> 0)"),
-        Parameter("loc", _midpoint_prior, f"log {x}0 - log {x}_ref: midpoint of the rise"),
+        Parameter(
+            "logit_ref",
+            _logit_prior,
+            f"k * (log {x}_ref - log {x}0): logit of the risen share at the data's centre",
+        ),
     ]
     lo_txt = "floor" if floor is None else f"{floor:g}"
     hi_txt = "ceiling" if ceiling_value is None else f"{ceiling_value:g}"
