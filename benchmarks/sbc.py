@@ -239,10 +239,20 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
+def _law_and_likelihood(key: str) -> tuple[str, str]:
+    """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal."""
+    law, _, likelihood = key.partition("/")
+    return law, likelihood or "lognormal"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="50 simulations of power_n, chinchilla")
-    ap.add_argument("--laws", nargs="+", help="laws to check (default: every shipped law)")
+    ap.add_argument(
+        "--laws",
+        nargs="+",
+        help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, and sigmoid_c/beta)",
+    )
     ap.add_argument("--num-simulations", type=int, help="simulations per law (200; quick 50)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -262,7 +272,7 @@ def main(argv=None) -> int:
     from bayescale import check
 
     laws = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())
-    jobs = [(law, law, "lognormal") for law in laws]
+    jobs = [(key, *_law_and_likelihood(key)) for key in laws]
     if not args.laws and not args.quick:
         jobs.append(("sigmoid_c/beta", "sigmoid_c", "beta"))
     num = args.num_simulations or (50 if args.quick else 200)
