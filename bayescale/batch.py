@@ -61,8 +61,8 @@ __all__ = ["BatchFit", "fit_many", "load_batch", "synthetic_curves"]
 #: Target acceptance probability of the automatic re-fit of failed curves (``bs.fit``: 0.99).
 #: 0.999 rather than 0.99: the remaining failures of the re-fit are single divergent
 #: transitions in the tails (an exponent near 0, a sigmoid midpoint far outside the data);
-#: on Chinchilla's 200-simulation SBC 0.999 left 1 such fit where 0.995 left 4, at no extra
-#: time (the tree-depth cap bounds the cost of the smaller steps).
+#: on Chinchilla's 200-simulation SBC 0.999 left 1 such fit where 0.995 left 4 (448 s for
+#: the 200 fits; the tree-depth cap bounds the cost of the smaller steps).
 RETRY_TARGET_ACCEPT = 0.999
 #: Tree-depth cap of the automatic re-fit (at least; the first pass uses 5 by default).
 RETRY_TREE_DEPTH = 8
