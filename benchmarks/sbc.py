@@ -271,10 +271,10 @@ def main(argv=None) -> int:
     import bayescale as bs
     from bayescale import check
 
-    laws = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())
-    jobs = [(key, *_law_and_likelihood(key)) for key in laws]
+    keys = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())
     if not args.laws and not args.quick:
-        jobs.append(("sigmoid_c/beta", "sigmoid_c", "beta"))
+        keys = [*keys, "sigmoid_c/beta"]
+    jobs = [(key, *_law_and_likelihood(key)) for key in keys]
     num = args.num_simulations or (50 if args.quick else 200)
     report = {"meta": _meta(args, num), "laws": {}}
     if args.resume and out_path is not None and out_path.exists():
