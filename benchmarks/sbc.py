@@ -239,9 +239,18 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
-def _law_and_likelihood(key: str) -> tuple[str, str]:
-    """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal."""
+def _law_and_likelihood(key: str):
+    """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal. A
+    sigmoid with a fixed floor, ``"sigmoid_c_floor0.25"`` (the name :func:`sigmoid` gives it),
+    is built: it is not registered."""
+    import re
+
     law, _, likelihood = key.partition("/")
+    fixed = re.fullmatch(r"sigmoid_([cnd])_floor([0-9.]+)", law)
+    if fixed:
+        from bayescale.laws.sigmoid import sigmoid
+
+        law = sigmoid(fixed[1].upper(), floor=float(fixed[2]))
     return law, likelihood or "lognormal"
 
 
@@ -251,7 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--laws",
         nargs="+",
-        help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, and sigmoid_c/beta)",
+        help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, and sigmoid_c/beta); "
+        "sigmoid_c_floor0.25 is the sigmoid with its floor fixed",
     )
     ap.add_argument("--num-simulations", type=int, help="simulations per law (200; quick 50)")
     ap.add_argument("--seed", type=int, default=0)
