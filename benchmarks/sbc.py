@@ -49,6 +49,10 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bayescale.laws import Law
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "sbc_cpu.json"
@@ -239,7 +243,7 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
-def _law_and_likelihood(key: str):
+def _law_and_likelihood(key: str) -> tuple[str | Law, str]:
     """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal. A
     sigmoid with a fixed floor, ``"sigmoid_c_floor0.25"`` (the name :func:`sigmoid` gives it),
     is built: it is not registered."""
