@@ -889,6 +889,8 @@ SBC_LOSS_LEVEL = 2.5
 SBC_ACCURACY_LEVEL = 0.5
 #: Status of a simulation that could not be fitted (invalid simulated data, non-finite draws).
 SBC_FAILED = "failed"
+#: Rounds of re-drawing the simulations whose data no fit can take (see :func:`sbc`).
+SBC_MAX_REDRAWS = 20
 #: Statuses reported per simulation, in the order of :data:`bayescale.batch.STATUSES`.
 _GATE_CHECKS = ("rhat", "ess_bulk", "ess_tail", "divergences", "bfmi")
 
@@ -943,7 +945,9 @@ def sbc_design(law: str | Law, *, num_points: int | None = None) -> ScalingData:
     law_obj = get_law(law)
     inputs = tuple(law_obj.inputs)
     names = set(law_obj.param_names)
-    sigmoid_like = law_obj.name.startswith("sigmoid") or names >= {"k", "logit_ref"}
+    sigmoid_like = law_obj.name.startswith("sigmoid") or (
+        names >= {"k", "logit_ref"} or "log_rise" in names
+    )
     level = SBC_ACCURACY_LEVEL if sigmoid_like else SBC_LOSS_LEVEL
     if len(inputs) == 1 and inputs[0] in _SINGLE_RANGE:
         (x,) = inputs
@@ -1083,18 +1087,44 @@ def _sbc_simulate(
     ref = reference_point(design, law.inputs)
     base = build_model(law, likelihood=likelihood, priors=priors, df=df)
     spec = _fixed_prior_spec(base, ref)
-    seeds = np.random.SeedSequence(int(seed)).spawn(4)
+    seeds = np.random.SeedSequence(int(seed)).spawn(5)
     rng = np.random.default_rng(seeds[0])
-    truth = {
-        name: np.asarray(_sample_prior(spec.prior(name, ref), rng, num, int(seed) + j), np.float64)
-        for j, name in enumerate(spec.site_names)
-    }
+
+    def draw(rng, n, offset):
+        return {
+            name: np.asarray(_sample_prior(spec.prior(name, ref), rng, n, offset + j), np.float64)
+            for j, name in enumerate(spec.site_names)
+        }
+
+    truth = draw(rng, num, int(seed))
     _check_law_ignores_loss_level(law, truth, design, ref)
     log_x = {k: np.log(np.asarray(getattr(design, k), dtype=np.float64)) for k in law.inputs}
     loss = _simulate(spec, truth, log_x, ref, noise_scale, np.random.default_rng(seeds[1]))
     upper = 1.0 if likelihood in ("beta", "binomial") else np.inf
-    valid = np.all(np.isfinite(loss) & (loss > 0) & (loss < upper), axis=1)
+
+    def is_valid(y):
+        return np.all(np.isfinite(y) & (y > 0) & (y < upper), axis=1)
+
+    # Data no fit can take (a Beta draw that rounds to exactly 1.0 in float64, an overflow)
+    # are drawn again, parameters and data together, from a stream of their own: SBC ranks are
+    # uniform given the data, so conditioning on valid data keeps them uniform.
+    valid = is_valid(loss)
+    redrawn = 0
+    redraw_rng = np.random.default_rng(seeds[4])
+    for _ in range(SBC_MAX_REDRAWS):
+        bad = np.flatnonzero(~valid)
+        if not bad.size:
+            break
+        redrawn += bad.size
+        offset = int(redraw_rng.integers(2**31))
+        new_truth = draw(redraw_rng, bad.size, offset)
+        new_loss = _simulate(spec, new_truth, log_x, ref, noise_scale, redraw_rng)
+        for name in truth:
+            truth[name][bad] = new_truth[name]
+        loss[bad] = new_loss
+        valid = is_valid(loss)
     return {
+        "redrawn": redrawn,
         "design": design,
         "ref": ref,
         "base": base,
@@ -1424,7 +1454,13 @@ def sbc(
     batch engine, retry) and the diagnostics, under the prior a user with this design and
     loss level gets by default.
 
-    *Ranks.* A simulation whose fit fails (invalid simulated data, non-finite draws) keeps its
+    *Invalid data.* A simulated data set that no fit can take (an accuracy that rounds to
+    exactly 1.0 under the Beta likelihood, an overflow) is drawn again, parameters and data,
+    up to :data:`SBC_MAX_REDRAWS` times; ``settings["redrawn"]`` counts them. Ranks are
+    uniform given the data (the truth and the draws are exchangeable given y), so conditioning
+    on valid data keeps the check exact.
+
+    *Ranks.* A simulation whose fit fails (data still invalid, non-finite draws) keeps its
     row with status ``failed`` and counts against ``passed``; unconverged fits are ranked like
     the others (dropping them would bias the ranks) and reported in ``status`` and
     ``gate()``.
@@ -1635,6 +1671,7 @@ def sbc(
         if not base.priors
         else "user overrides at the design's reference point",
         "df": spec.df,
+        "redrawn": int(sim["redrawn"]),
     }
     timing = {
         "simulate_s": simulated_s,

@@ -110,7 +110,7 @@ def _check_share(spec: ModelSpec, share: Any, *, allow_empty: bool = False) -> t
 def _reference_free(law: Law, name: str) -> bool:
     """True when sampled parameter ``name`` means the same thing at every reference point (it
     is one of the law's published parameters, unchanged by ``natural``): e.g. exponents. A
-    shared parameter that is not (``logit_ref`` of sigmoid_c, ``frac`` of power_n) needs all curves
+    shared parameter that is not (the anchors of sigmoid_c, ``frac`` of power_n) needs all curves
     to use one reference for their inputs, or the population would mix different quantities."""
     if name not in law.param_names:
         return True  # noise scale, degrees of freedom
@@ -180,7 +180,8 @@ def fit_pooled(
     share
         Sampled parameters (see :func:`shareable`) whose per-curve values come from a common
         population: ``["alpha"]`` for ``power_n``, ``["alpha", "beta"]`` for ``chinchilla``,
-        ``["height", "k"]`` for ``sigmoid_c``; ``"sigma"`` pools the noise scale. ``share=()`` fits
+        ``["height", "k"]`` for ``sigmoid("C", form="slope")`` (the default anchor form of
+        ``sigmoid_c`` samples no slope); ``"sigma"`` pools the noise scale. ``share=()`` fits
         the curves independently in the same joint program (no population; a baseline that
         isolates the effect of pooling).
     pooling
@@ -214,7 +215,7 @@ def fit_pooled(
     common_reference
         Centre every curve's inputs on one reference point (the mean of the per-curve ones).
         ``None`` (default): only when a shared parameter depends on the reference point (e.g.
-        ``logit_ref`` of ``sigmoid_c``, ``frac`` of ``power_n``); exponents do not.
+        ``log_rise`` of ``sigmoid_c``, ``frac`` of ``power_n``); exponents do not.
     progress
         Show a tqdm bar: compile, then iterations of every chain (reported from inside the
         compiled program every 50 iterations).
@@ -590,7 +591,7 @@ class PooledBatchFit(_batch.BatchFit):
         parameter for a new curve of the family (``new_*``), and joint-model diagnostics.
 
         Values are on the law's sampled scale: an exponent is the exponent, but ``logit_ref``
-        of ``sigmoid_c`` is ``k * (log C_ref - log C0)`` with the common reference of
+        of the slope-form sigmoid is ``k * (log C_ref - log C0)`` with the common reference of
         ``self.ref``.
 
         Parameters

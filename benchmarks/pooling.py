@@ -10,14 +10,17 @@ Three studies, each scored on points the fits never saw:
   interval. Scenario ``short``: all curves short; ``anchored``: 4 long curves (12 points over
   two decades) and 8 short ones, scored on the short ones. ``pooled`` is
   ``fit_many(pooling="partial", share=["alpha"])``, ``independent`` plain ``fit_many``.
-* **ObsScaling** (Ruan, Maddison & Hashimoto 2024; ``shared/data/obsscaling``), law
-  ``sigmoid_c`` with the beta likelihood, accuracy against training compute:
+* **ObsScaling** (Ruan, Maddison & Hashimoto 2024; ``shared/data/obsscaling``), the sigmoid
+  of compute in its slope form (``sigmoid("C", form="slope")``: pooling shares sampled
+  parameters, and the slope ``k`` is one only in that form) with the beta likelihood,
+  accuracy against training compute:
 
   - *benchmarks as curves*: each of the 8 benchmarks is a curve over the models below the
     paper's 8.4e22 FLOP cutoff; the scores of the models above it are held out. ``pooled``
     shares the sigmoid's ``height`` and slope ``k`` across benchmarks (where it rises,
     ``logit_ref``, and its chance level, ``floor``, stay per benchmark); ``independent`` is
-    ``fit_many``.
+    ``fit_many``; ``independent_anchors`` is ``fit_many`` with ``sigmoid_c`` itself (the
+    default anchor form: other coordinates, other priors).
   - *families as curves* (MMLU; not with ``--quick``): the model families with at least 3
     models are the curves, each family's largest-compute model held out; ``pooled`` shares
     floor, height, k and logit_ref across families, ``independent`` is the same joint program with
@@ -169,6 +172,15 @@ def run_synthetic(seeds: int) -> dict:
 # ============================================================================= ObsScaling
 #: Ruan et al.'s cutoff: models trained with more compute are the ones to forecast.
 OBS_CUTOFF = 8.4e22
+
+
+def _slope_law():
+    """``sigmoid_c`` in its slope form: ``k`` and ``height`` are sampled, so they can be shared."""
+    from bayescale.laws.sigmoid import sigmoid
+
+    return sigmoid("C", form="slope")
+
+
 #: The families study: fewer draws (the sigmoid's joint posterior needs hundreds of leapfrog
 #: steps per draw).
 FAMILY_SAMPLER = {"num_warmup": 300, "num_samples": 300, "progress": False}
@@ -221,14 +233,15 @@ def run_obsscaling_benchmarks(data_dir: Path) -> dict:
     long = obsscaling_table(data_dir)
     train, held = long[long["C"] <= OBS_CUTOFF], long[long["C"] > OBS_CUTOFF]
     out = {"train_points": len(train), "held_out": len(held), "cutoff": OBS_CUTOFF}
-    for way, kw in (
-        ("pooled", {"pooling": "partial", "share": ["height", "k"]}),
-        ("independent", {}),
+    for way, law, kw in (
+        ("pooled", _slope_law(), {"pooling": "partial", "share": ["height", "k"]}),
+        ("independent", _slope_law(), {}),
+        ("independent_anchors", "sigmoid_c", {}),
     ):
         start = time.perf_counter()
         batch = bs.fit_many(
             train[["benchmark", "C", "loss"]],
-            "sigmoid_c",
+            law,
             curve="benchmark",
             likelihood="beta",
             **kw,
@@ -265,7 +278,7 @@ def run_obsscaling_families(data_dir: Path, benchmark: str) -> dict:
     for way, share in (("pooled", ["floor", "height", "k", "logit_ref"]), ("independent", [])):
         start = time.perf_counter()
         batch = fit_pooled(
-            frame, "sigmoid_c", share=share, curve="family", likelihood="beta", **FAMILY_SAMPLER
+            frame, _slope_law(), share=share, curve="family", likelihood="beta", **FAMILY_SAMPLER
         )
         _, total = _score_rows(batch, held, "family")
         out[way] = {**total, "call_s": time.perf_counter() - start, "timing": dict(batch.timing)}
@@ -278,7 +291,7 @@ def run_obsscaling_families(data_dir: Path, benchmark: str) -> dict:
     # Complete pooling: one sigmoid through all families' points.
     start = time.perf_counter()
     settings = {k: v for k, v in FAMILY_SAMPLER.items() if k != "progress"}
-    fit = bs.fit(frame[["C", "loss"]], "sigmoid_c", likelihood="beta", **settings)
+    fit = bs.fit(frame[["C", "loss"]], _slope_law(), likelihood="beta", **settings)
     pred = fit.predict(C=held["C"].to_numpy(), allow_unconverged=True)
     y = held["loss"].to_numpy()
     out["complete"] = {
@@ -393,22 +406,31 @@ def markdown(results: dict) -> str:
     if "obsscaling" in results:
         r = results["obsscaling"]["benchmarks"]
         lines += [
-            "### ObsScaling, benchmarks as curves: sigmoid_c (beta likelihood) fitted below "
-            f"{r['cutoff']:.1e} FLOP, scored on the {r['held_out']} (model, benchmark) scores "
-            "above it; mean absolute error in accuracy points (90% predictive coverage)",
+            "### ObsScaling, benchmarks as curves: the sigmoid of compute (beta likelihood) "
+            f"fitted below {r['cutoff']:.1e} FLOP, scored on the {r['held_out']} (model, "
+            "benchmark) scores above it; mean absolute error in accuracy points (90% predictive "
+            "coverage); slope form except the last column",
             "",
-            "| benchmark | pooled (height, k shared) | independent |",
-            "| --- | --- | --- |",
+            "| benchmark | pooled (height, k shared) | independent | independent, anchor form |",
+            "| --- | --- | --- | --- |",
         ]
+        ways = [w for w in ("pooled", "independent", "independent_anchors") if w in r]
         for cid in r["pooled"]["per_curve"]:
-            p, i = r["pooled"]["per_curve"][cid], r["independent"]["per_curve"][cid]
+            cells = [r[w]["per_curve"][cid] for w in ways]
             lines.append(
-                f"| {cid} | {p['error']:.2f} ({p['coverage90']:.2f}) "
-                f"| {i['error']:.2f} ({i['coverage90']:.2f}) |"
+                f"| {cid} | "
+                + " | ".join(f"{c['error']:.2f} ({c['coverage90']:.2f})" for c in cells)
+                + " |"
             )
         lines.append(
-            f"| all | **{r['pooled']['error']:.2f}** ({r['pooled']['coverage90']:.2f}) "
-            f"| **{r['independent']['error']:.2f}** ({r['independent']['coverage90']:.2f}) |"
+            "| all | "
+            + " | ".join(f"**{r[w]['error']:.2f}** ({r[w]['coverage90']:.2f})" for w in ways)
+            + " |"
+        )
+        lines.append(
+            "| seconds (curves not ok) | "
+            + " | ".join(f"{r[w]['call_s']:.0f} ({r[w].get('not_ok', '-')})" for w in ways)
+            + " |"
         )
         lines.append("")
         for f in results["obsscaling"].get("families", []):

@@ -21,7 +21,8 @@ Targets (issue 5): every law chi-square p >= 0.001 for each quantity and 90% cov
 Each law gets its own seed (``--seed`` + CRC32 of its name): ``power_n``, ``power_d`` and
 ``power_c`` (likewise the Kaplan and BNSL variants) are one model in reference-centred log
 inputs, so one seed would repeat the same check. The full run adds ``sigmoid_c`` with the Beta
-likelihood (``sigmoid_c/beta``).
+likelihood (``sigmoid_c/beta``). Unregistered sigmoid variants are built from their names:
+``sigmoid_c_floor0.25`` (floor fixed at 0.25), ``sigmoid_c_slope`` (the slope form).
 
 ``--backtests`` adds the gate figures of the synthetic backtest fits
 (:func:`bayescale.check.synthetic_backtest_curves`, 200 curves per law, cuts 1/10 and 1/100,
@@ -245,16 +246,25 @@ def detail(law: str, r: dict) -> str:
 
 def _law_and_likelihood(key: str) -> tuple[str | Law, str]:
     """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal. A
-    sigmoid with a fixed floor, ``"sigmoid_c_floor0.25"`` (the name :func:`sigmoid` gives it),
-    is built: it is not registered."""
+    sigmoid variant named as :func:`sigmoid` names it -- ``"sigmoid_c_floor0.25"`` (floor
+    fixed), ``"sigmoid_c_slope"`` (slope form), ``"sigmoid_c_floor0.25_ceiling1_slope"`` -- is
+    built: only ``sigmoid_c`` is registered."""
     import re
 
     law, _, likelihood = key.partition("/")
-    fixed = re.fullmatch(r"sigmoid_([cnd])_floor([0-9.]+)", law)
-    if fixed:
+    variant = re.fullmatch(
+        r"sigmoid_([cnd])(?:_floor([0-9.]+))?(?:_ceiling([0-9.]+))?(_slope)?", law
+    )
+    if variant and law != "sigmoid_c":
         from bayescale.laws.sigmoid import sigmoid
 
-        law = sigmoid(fixed[1].upper(), floor=float(fixed[2]))
+        x, floor, ceiling, slope = variant.groups()
+        law = sigmoid(
+            x.upper(),
+            floor=None if floor is None else float(floor),
+            ceiling=None if ceiling is None else float(ceiling),
+            form="slope" if slope else "anchors",
+        )
     return law, likelihood or "lognormal"
 
 
@@ -265,7 +275,7 @@ def main(argv=None) -> int:
         "--laws",
         nargs="+",
         help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, and sigmoid_c/beta); "
-        "sigmoid_c_floor0.25 is the sigmoid with its floor fixed",
+        "sigmoid_c_floor0.25 is the sigmoid with its floor fixed, sigmoid_c_slope its slope form",
     )
     ap.add_argument("--num-simulations", type=int, help="simulations per law (200; quick 50)")
     ap.add_argument("--seed", type=int, default=0)

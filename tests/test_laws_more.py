@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ from bayescale.laws.overtraining import (
     overtraining,
     overtraining_loss,
 )
-from bayescale.laws.sigmoid import sigmoid, sigmoid_c
+from bayescale.laws.sigmoid import anchor_values, sigmoid, sigmoid_c
 
 SEEDS = range(5)
 MIN_COVERED = 3
@@ -103,30 +104,88 @@ def test_bnsl_validates_its_arguments():
     assert "gap" in bnsl_2.param_names and len(bnsl_2.parameters) == 9
 
 
-def test_sigmoid_formula_and_fixed_levels():
+@pytest.mark.parametrize("form", ["anchors", "slope"])
+@pytest.mark.parametrize(
+    ("fix_floor", "ceiling", "fix_ceiling"),
+    [
+        (False, 0.85, False),
+        (True, 0.85, False),
+        (False, 0.85, True),
+        (False, 1.0, True),
+        (True, 0.85, True),
+        (True, 1.0, True),
+    ],
+)
+def test_sigmoid_formula_and_fixed_levels(form, fix_floor, ceiling, fix_ceiling):
+    """Every form and every choice of fixed levels gives the published curve, and ``natural``
+    returns its floor, ceiling, k and C0 (the midpoint 1 nat above the reference)."""
     ref = _ref(C=50.0, loss=np.log(0.5))
-    truth = {"floor": 0.25, "ceiling": 0.85, "k": 1.3, "C0": np.exp(51.0)}
+    truth = {"floor": 0.25, "ceiling": ceiling, "k": 1.3, "C0": np.exp(51.0)}
     C = np.exp(np.linspace(40.0, 60.0, 11))
-    # midpoint 1 nat above the reference: logit_ref = k * (50 - 51)
-    p = {"floor": 0.25, "height": 0.6 / 0.75, "k": 1.3, "logit_ref": -1.3}
-    got = np.asarray(sigmoid_c.predict(p, {"C": np.log(C)}, ref))
+    law = sigmoid(
+        "C",
+        floor=0.25 if fix_floor else None,
+        ceiling=ceiling if fix_ceiling else None,
+        form=form,
+    )
+    if form == "anchors":
+        p = anchor_values(
+            0.25, ceiling, 1.3, 51.0, 50.0, fixed_floor=fix_floor, fixed_ceiling=fix_ceiling
+        )
+    else:  # the intercept form: logit_ref = k * (50 - 51)
+        p = {"floor": 0.25, "height": (ceiling - 0.25) / 0.75, "k": 1.3, "logit_ref": -1.3}
+        p = {k: v for k, v in p.items() if k in law.param_names}
+    assert set(p) == set(law.param_names)
+    assert ("floor" in law.name) == fix_floor and ("ceiling" in law.name) == fix_ceiling
+    got = np.asarray(law.predict(p, {"C": np.log(C)}, ref))
     np.testing.assert_allclose(got, _sigmoid_numpy(truth, C), rtol=1e-12)
-    nat = {k: float(v) for k, v in sigmoid_c.natural(p, ref).items()}
+    nat = {k: float(v) for k, v in law.natural(p, ref).items()}
     np.testing.assert_allclose([nat[k] for k in truth], list(truth.values()), rtol=1e-12)
-    # floor fixed by the user: no `floor` site, same curve
-    fixed = sigmoid("C", floor=0.25)
-    assert fixed.name == "sigmoid_c_floor0.25" and "floor" not in fixed.param_names
-    q = {k: v for k, v in p.items() if k != "floor"}
-    np.testing.assert_allclose(np.asarray(fixed.predict(q, {"C": np.log(C)}, ref)), got)
-    # both levels fixed
-    both = sigmoid("C", floor=0.25, ceiling=0.85)
-    assert both.param_names == ("k", "logit_ref")
-    r = {"k": 1.3, "logit_ref": -1.3}
-    np.testing.assert_allclose(np.asarray(both.predict(r, {"C": np.log(C)}, ref)), got)
-    assert float(both.natural(r, ref)["ceiling"]) == 0.85
-    for bad in ({"floor": 0.0}, {"floor": 1.2}, {"floor": 0.5, "ceiling": 0.4}):
+    # finite gradients of every sampled parameter (the ceiling of 1 has an infinite logit)
+    grad = jax.grad(lambda q: jnp.sum(law.log_predict(q, {"C": jnp.log(C)}, ref)))(
+        {k: jnp.asarray(v) for k, v in p.items()}
+    )
+    assert all(np.isfinite(float(v)) for v in grad.values())
+
+
+def test_sigmoid_names_and_bad_levels():
+    assert sigmoid_c.param_names == ("logit_lo", "log_floor_gap", "log_rise", "log_ceiling_gap")
+    assert sigmoid("C", floor=0.25).param_names == (
+        "log_floor_gap", "log_rise", "log_ceiling_gap",
+    )  # fmt: skip
+    assert sigmoid("C", floor=0.25, ceiling=1.0).param_names == ("logit_lo", "log_rise")
+    assert sigmoid("N", form="slope").name == "sigmoid_n_slope"
+    for bad in ({"floor": 0.0}, {"floor": 1.2}, {"floor": 0.5, "ceiling": 0.4}, {"form": "x"}):
         with pytest.raises(ValueError, match="sigmoid"):
             sigmoid("C", **bad)
+
+
+def test_sigmoid_anchors_leave_the_unseen_level_on_one_axis():
+    """The anchor form's point: a curve that sees only the upper tail of its rise pins the
+    anchors and the ceiling and leaves only ``log_floor_gap`` free, and a flat curve (no rise
+    seen) is ``log_rise -> -inf`` at any floor and ceiling. In the slope form the same
+    freedom moves k and logit_ref together."""
+    ref = _ref(C=50.0, loss=np.log(0.5))
+    log_c = {"C": np.linspace(50.0 - 3.45, 50.0 + 3.45, 30)}
+    # upper tail: the midpoint is 5 nats below the data, which see acc -> ceiling
+    base = anchor_values(0.25, 0.85, 0.5, 45.0, 50.0)
+    curve = np.asarray(sigmoid_c.predict(base, log_c, ref))
+    for floor in (0.05, 0.15):  # move the floor along its axis only
+        gap = anchor_values(floor, 0.85, 0.5, 45.0, 50.0)["log_floor_gap"]
+        other = np.asarray(sigmoid_c.predict(dict(base, log_floor_gap=gap), log_c, ref))
+        assert np.max(np.abs(other / curve - 1)) < 0.02
+        slope = sigmoid("C", form="slope")
+        nat = {
+            k: float(v) for k, v in sigmoid_c.natural(dict(base, log_floor_gap=gap), ref).items()
+        }
+        assert abs(nat["floor"] - floor) < 0.02  # the floor moved by 0.1-0.2
+        assert nat["k"] == pytest.approx(0.5, rel=0.05)  # the slope barely moves
+    # flat: a rise of e^-12 logits is a constant sigmoid(logit_lo), whatever the levels
+    for below, above in ((-2.0, 1.0), (1.5, -1.0)):
+        p = {"logit_lo": 0.3, "log_floor_gap": below, "log_rise": -12.0, "log_ceiling_gap": above}
+        acc = np.asarray(sigmoid_c.predict(p, log_c, ref))
+        np.testing.assert_allclose(acc, 1.0 / (1.0 + np.exp(-0.3)), rtol=1e-5)
+    assert slope.param_names == ("floor", "height", "k", "logit_ref")
 
 
 def test_overtraining_law_is_gadre_form():

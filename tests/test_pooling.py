@@ -140,16 +140,20 @@ def test_hyperpriors_derive_from_the_law_priors():
 
 
 def test_reference_dependent_shares_use_one_reference():
-    """Exponents mean the same at every reference point; the sigmoid's logit at the reference
-    and the reducible fraction do not, so sharing them centres all curves on one reference."""
+    """Exponents mean the same at every reference point; the sigmoid's logit at the reference,
+    its anchors (accuracies a decade either side of the reference) and the reducible fraction
+    do not, so sharing them centres all curves on one reference."""
     free = pooling._reference_free
+    slope = bs.laws.sigmoid("C", form="slope")
     assert free(bs.laws.get("power_n"), "alpha")
     assert free(bs.laws.get("chinchilla"), "beta")
-    assert free(bs.laws.get("sigmoid_c"), "k")
-    assert free(bs.laws.get("sigmoid_c"), "floor")
+    assert free(slope, "k")
+    assert free(slope, "floor")
     assert free(bs.laws.get("power_n"), "sigma")
-    assert not free(bs.laws.get("sigmoid_c"), "logit_ref")
+    assert not free(slope, "logit_ref")
     assert not free(bs.laws.get("power_n"), "frac")
+    for name in bs.laws.get("sigmoid_c").param_names:
+        assert not free(bs.laws.get("sigmoid_c"), name)
 
 
 # ----------------------------------------------------------------------------- the fits

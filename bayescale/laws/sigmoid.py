@@ -13,16 +13,35 @@ The law predicts an *accuracy* in (floor, ceiling), stored in the ``loss`` colum
 HalfNormal(0.1 x typical accuracy)), ``"beta"`` (a Beta distribution around the law) or
 ``"binomial"`` (``trials`` benchmark items per evaluation, plus a spread between runs).
 
-The rise is sampled as ``k * (log x - log x_ref) + logit_ref``, the logistic-regression form
-with the intercept at the data's centre, not as ``k * (log x - log x0)``: when the data see a
-shallow rise or only one tail of it, ``log x0 = log x_ref - logit_ref / k`` runs off along a
-curved ridge (``log height - k * log x0`` is what one tail pins down) while ``logit_ref`` and
-``log height + logit_ref`` stay nearly linear. On 80 SBC simulations of ``sigmoid_c`` this took
-the convergence gate of the first pass from 34% to 50% and after the automatic re-fit from 85%
-to 92.5% (``benchmarks/sbc.py`` has the 200-simulation figures).
+*How it is sampled.* By default (``form="anchors"``) the four numbers NUTS sees are the
+accuracy one decade below and one decade above the data's centre ``x_ref`` and the distances
+of the floor below and of the ceiling above them, all in logits:
+
+* ``logit_lo``: logit of the accuracy at ``x_ref / 10``;
+* ``log_rise``: log of the logit rise from ``x_ref / 10`` to ``10 x_ref`` (> 0: the law rises);
+* ``log_floor_gap``: log of the logit distance of the floor below the accuracy at ``x_ref / 10``;
+* ``log_ceiling_gap``: log of the logit distance of the ceiling above the accuracy at
+  ``10 x_ref``.
+
+``k`` and ``C0`` follow from them. Data that see one tail of the rise pin the accuracy at the
+two anchors and the level of that tail (the floor for the lower tail, the ceiling for the upper
+one) and leave the other level free; in these coordinates that is one free axis, where in
+``(floor, ceiling, k, x0)`` -- or in the intercept form ``k * (log x - log x_ref) + logit_ref``
+-- the free level drags ``k`` and the intercept along a curved ridge. Flat data (no rise seen)
+pin the two anchors to one level with ``log_rise`` small: in the slope form that is two modes
+(the rise before or after the data) joined only by a thin neck at ``k -> 0``. On 200 SBC
+simulations of ``sigmoid_c`` (``benchmarks/sbc.py``) the intercept form met the convergence
+gate on 87.5% of the fits after the re-fit of 57% of them; this form meets it on all 200 with
+almost no re-fits.
+
+``form="slope"`` keeps the intercept form (sampled ``floor``, ``height = (ceiling - floor) /
+(1 - floor)``, ``k`` and ``logit_ref``): use it to share the slope ``k`` between curves in
+:func:`bayescale.fit_pooled`, which pools sampled parameters.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +88,31 @@ def _logit_prior(ref):
     return dist.Normal(0.0, 3.0)
 
 
+#: Anchors of ``form="anchors"``: one decade either side of the reference, in nats of x.
+ANCHOR = math.log(10.0)
+
+_FORMS = ("anchors", "slope")
+
+
+def _logit_lo_prior(ref):
+    """Normal(0, 1.5) on the logit of the accuracy (share of the rise with both levels fixed)
+    a decade below the data's centre: 0.08..0.92 (90%)."""
+    import numpyro.distributions as dist
+
+    return dist.Normal(0.0, 1.5)
+
+
+def _log_gap_prior(ref):
+    """Normal(0, 1) on the log of a logit distance: the distance is 0.19..5.2 logits (90%).
+
+    For the rise between the anchors (two decades apart) this gives k 0.09..1.4 per nat of x
+    with free levels (median 0.4: a rise over about one decade and a half), a prior that
+    keeps flat data -- a rise of nearly zero logits -- within reach of the sampler."""
+    import numpyro.distributions as dist
+
+    return dist.Normal(0.0, 1.0)
+
+
 def _check_level(name: str, value: float | None) -> float | None:
     if value is None:
         return None
@@ -78,11 +122,118 @@ def _check_level(name: str, value: float | None) -> float | None:
     return value
 
 
+def _log_between(z_hi, z_lo, gap):
+    """``log(sigmoid(z_hi) - sigmoid(z_lo))`` for ``z_hi = z_lo + gap``, ``gap > 0`` given apart
+    (a sum of exponentials, so the difference never cancels); ``z_hi=None`` means level 1."""
+    if z_hi is None:
+        return jax.nn.log_sigmoid(-z_lo)
+    return jax.nn.log_sigmoid(z_hi) + jax.nn.log_sigmoid(-z_lo) + jnp.log(-jnp.expm1(-gap))
+
+
+def _logit(v: float) -> float:
+    return math.log(v) - math.log1p(-v)
+
+
+def _anchor_pieces(p, floor: float | None, ceiling: float | None):
+    """``(log floor, log(ceiling - floor), k, logit_ref)`` of the anchor parametrisation.
+
+    Logits of the levels: ``z_f < z_lo < z_hi < z_c``, with ``z_hi = z_lo + exp(log_rise)``,
+    ``z_f = z_lo - exp(log_floor_gap)``, ``z_c = z_hi + exp(log_ceiling_gap)`` (the fixed
+    level, if any, is the starting point instead of ``logit_lo``). Shares of the rise at the
+    anchors ``s = (acc - floor) / (ceiling - floor)`` give ``k = (logit s_hi - logit s_lo) / (2
+    ANCHOR)`` and ``logit_ref = (logit s_hi + logit s_lo) / 2``.
+    """
+    rise = jnp.exp(p["log_rise"])
+    if floor is not None and ceiling is not None:  # both levels fixed: anchors are shares
+        lo = p["logit_lo"]
+        hi = lo + rise
+        log_f = jnp.full(jnp.shape(lo), math.log(floor))
+        log_g = jnp.full(jnp.shape(lo), math.log(ceiling - floor))
+        return log_f, log_g, (hi - lo) / (2.0 * ANCHOR), 0.5 * (hi + lo)
+    below = jnp.exp(p["log_floor_gap"])
+    above = None if ceiling == 1.0 else jnp.exp(p["log_ceiling_gap"])
+    if floor is not None:
+        z_f = jnp.full(jnp.shape(rise), _logit(floor))
+        z_lo = z_f + below
+    elif ceiling is not None and ceiling < 1.0:
+        z_c = jnp.full(jnp.shape(rise), _logit(ceiling))
+        z_lo = z_c - above - rise
+        z_f = z_lo - below
+    else:
+        z_lo = p["logit_lo"]
+        z_f = z_lo - below
+    z_hi = z_lo + rise
+    if above is None:
+        z_c = None
+        hi_gap = lo_gap = all_gap = None
+    else:
+        z_c = z_hi + above
+        hi_gap, lo_gap, all_gap = above, rise + above, below + rise + above
+    log_f = jax.nn.log_sigmoid(z_f)
+    log_g = _log_between(z_c, z_f, all_gap)
+    logit_s_lo = _log_between(z_lo, z_f, below) - _log_between(z_c, z_lo, lo_gap)
+    logit_s_hi = _log_between(z_hi, z_f, below + rise) - _log_between(z_c, z_hi, hi_gap)
+    k = (logit_s_hi - logit_s_lo) / (2.0 * ANCHOR)
+    return log_f, log_g, k, 0.5 * (logit_s_hi + logit_s_lo)
+
+
+def anchor_values(
+    floor: float,
+    ceiling: float,
+    k: float,
+    log_x0: float,
+    log_x_ref: float,
+    *,
+    fixed_floor: bool = False,
+    fixed_ceiling: bool = False,
+) -> dict[str, float]:
+    """The sampled parameters of ``sigmoid(form="anchors")`` for a curve given in its
+    published parameters: the inverse of ``Law.natural`` (for starting values and tests).
+
+    Parameters
+    ----------
+    floor, ceiling, k, log_x0
+        The curve ``floor + (ceiling - floor) * sigmoid(k * (log x - log_x0))``.
+    log_x_ref
+        The reference point (log of the input at the data's centre).
+    fixed_floor, fixed_ceiling
+        Whether the law was built with that level fixed (it is then not a parameter).
+
+    Returns
+    -------
+    dict
+        ``logit_lo``, ``log_rise``, ``log_floor_gap``, ``log_ceiling_gap`` (those the law
+        samples).
+
+    Examples
+    --------
+    >>> v = anchor_values(0.25, 0.85, 1.0, 0.0, 0.0)
+    >>> round(v["log_rise"], 4)
+    0.7811
+    """
+
+    def acc(lx: float) -> float:
+        return floor + (ceiling - floor) / (1.0 + math.exp(-k * (lx - log_x0)))
+
+    lo, hi = log_x_ref - ANCHOR, log_x_ref + ANCHOR
+    if fixed_floor and fixed_ceiling:
+        s_lo, s_hi = k * (lo - log_x0), k * (hi - log_x0)
+        return {"logit_lo": s_lo, "log_rise": math.log(s_hi - s_lo)}
+    z_lo, z_hi = _logit(acc(lo)), _logit(acc(hi))
+    out = {"log_rise": math.log(z_hi - z_lo), "log_floor_gap": math.log(z_lo - _logit(floor))}
+    if ceiling < 1.0 or not fixed_ceiling:
+        out["log_ceiling_gap"] = math.log(_logit(ceiling) - z_hi)
+    if not fixed_floor and not (fixed_ceiling and ceiling < 1.0):
+        out["logit_lo"] = z_lo
+    return out
+
+
 def sigmoid(
     x: str = "C",
     *,
     floor: float | None = None,
     ceiling: float | None = None,
+    form: str = "anchors",
     name: str | None = None,
 ) -> Law:
     r"""Sigmoid law of the log input, with the floor and/or ceiling optionally fixed.
@@ -95,21 +246,29 @@ def sigmoid(
         The input, ``"C"`` (default), ``"N"`` or ``"D"``.
     floor
         Fixed chance-level accuracy in (0, 1), e.g. 0.25 for four-way multiple choice; ``None``
-        (default) samples it (prior Beta(1.2, 3)).
+        (default) samples it.
     ceiling
-        Fixed highest accuracy in (floor, 1]; ``None`` samples it (the share of the way from
-        floor to 1, prior Beta(2, 1.2)).
+        Fixed highest accuracy in (floor, 1]; ``None`` samples it.
+    form
+        ``"anchors"`` (default): sampled as the accuracy a decade either side of the data's
+        centre and the logit distances of the levels from them (module docstring); priors
+        ``logit_lo`` ~ Normal(0, 1.5), each ``log_*`` ~ Normal(0, 1). ``"slope"``: sampled as
+        ``floor`` (Beta(1.2, 3)), ``height`` (Beta(2, 1.2)), ``k`` (LogNormal(0, 1)) and
+        ``logit_ref`` (Normal(0, 3)), the form to share ``k`` in :func:`bayescale.fit_pooled`.
     name
         Registry name; default ``"sigmoid_<x>"`` with ``"_floor<value>"`` /
-        ``"_ceiling<value>"`` appended for fixed levels (``"sigmoid_c_floor0.25"``).
+        ``"_ceiling<value>"`` appended for fixed levels (``"sigmoid_c_floor0.25"``) and
+        ``"_slope"`` for ``form="slope"``.
 
     Returns
     -------
     Law
-        Sampled parameters ``floor`` (unless fixed), ``height`` (``(ceiling - floor) /
-        (1 - floor)``, unless the ceiling is fixed), ``k`` (> 0, per nat of x) and
-        ``logit_ref`` (``k * (log x_ref - log x0)``, the logit of the share of the rise reached
-        at the data's centre ``x_ref``); published parameters ``floor, ceiling, k, <x>0``.
+        Sampled parameters (anchors) ``logit_lo`` (unless a level is fixed: the anchors then
+        start from it; with both fixed it is the logit of the *share* of the rise), ``log_rise``,
+        ``log_floor_gap`` (unless the floor is fixed), ``log_ceiling_gap`` (unless the ceiling
+        is fixed at 1); (slope) ``floor`` and ``height`` unless fixed, ``k`` (> 0, per nat of
+        x) and ``logit_ref`` (``k * (log x_ref - log x0)``). Published parameters ``floor,
+        ceiling, k, <x>0``.
 
     References
     ----------
@@ -121,10 +280,14 @@ def sigmoid(
     >>> from bayescale.laws.sigmoid import sigmoid
     >>> law = sigmoid("C", floor=0.25)
     >>> law.name, law.param_names
-    ('sigmoid_c_floor0.25', ('height', 'k', 'logit_ref'))
+    ('sigmoid_c_floor0.25', ('log_floor_gap', 'log_rise', 'log_ceiling_gap'))
+    >>> sigmoid("C", form="slope").param_names
+    ('floor', 'height', 'k', 'logit_ref')
     """
     if x not in ("N", "D", "C"):
         raise ValueError(f"sigmoid input must be 'N', 'D' or 'C', got {x!r}")
+    if form not in _FORMS:
+        raise ValueError(f"sigmoid form must be one of {_FORMS}, got {form!r}")
     floor = _check_level("floor", floor)
     if ceiling is not None and float(ceiling) == 1.0:
         ceiling_value: float | None = 1.0
@@ -138,44 +301,89 @@ def sigmoid(
             name += f"_floor{floor:g}"
         if ceiling_value is not None:
             name += f"_ceiling{ceiling_value:g}"
+        if form == "slope":
+            name += "_slope"
 
-    def levels(p):
-        lo = p["floor"] if floor is None else jnp.asarray(floor)
-        if ceiling_value is None:
-            return lo, lo + (1.0 - lo) * p["height"]
-        return lo, jnp.asarray(ceiling_value)
+    if form == "anchors":
+
+        def pieces(p):
+            return _anchor_pieces(p, floor, ceiling_value)
+
+    else:
+
+        def pieces(p):
+            lo = p["floor"] if floor is None else jnp.asarray(floor)
+            hi = lo + (1.0 - lo) * p["height"] if ceiling_value is None else ceiling_value
+            shape = jnp.shape(p["k"])
+            log_f = jnp.broadcast_to(jnp.log(lo), shape)
+            return log_f, jnp.broadcast_to(jnp.log(hi - lo), shape), p["k"], p["logit_ref"]
 
     def log_predict(p, log_x, ref):
-        lo, hi = levels(p)
-        rise = jnp.log(hi - lo) + jax.nn.log_sigmoid(p["k"] * (log_x[x] - ref[x]) + p["logit_ref"])
-        base = jnp.broadcast_to(jnp.log(lo), jnp.shape(rise))
+        log_f, log_g, k, logit_ref = pieces(p)
+        rise = log_g + jax.nn.log_sigmoid(k * (log_x[x] - ref[x]) + logit_ref)
+        base = jnp.broadcast_to(log_f, jnp.shape(rise))
         return logsumexp(jnp.stack([base, rise]), axis=0)
 
     def natural(p, ref):
-        lo, hi = levels(p)
-        shape = jnp.shape(p["k"])
+        log_f, log_g, k, logit_ref = pieces(p)
+        lo = jnp.exp(log_f)
         return {
-            "floor": jnp.broadcast_to(lo, shape),
-            "ceiling": jnp.broadcast_to(hi, shape),
-            "k": p["k"],
-            f"{x}0": jnp.exp(ref[x] - p["logit_ref"] / p["k"]),
+            "floor": lo,
+            "ceiling": lo + jnp.exp(log_g),
+            "k": k,
+            f"{x}0": jnp.exp(ref[x] - logit_ref / k),
         }
 
+    word = _INPUT_WORD[x]
     params = []
-    if floor is None:
-        params.append(Parameter("floor", _floor_prior, "accuracy at small scale (chance level)"))
-    if ceiling_value is None:
+    if form == "anchors":
+        both = floor is not None and ceiling_value is not None
+        if both or (floor is None and ceiling_value in (None, 1.0)):
+            what = "share of the rise" if both else "accuracy"
+            params.append(
+                Parameter("logit_lo", _logit_lo_prior, f"logit of the {what} at {x}_ref / 10")
+            )
+        if not both:
+            params.append(
+                Parameter(
+                    "log_floor_gap",
+                    _log_gap_prior,
+                    f"log of the logit distance from the floor up to the accuracy at {x}_ref / 10",
+                )
+            )
         params.append(
-            Parameter("height", _height_prior, "(ceiling - floor) / (1 - floor), in (0, 1)")
+            Parameter(
+                "log_rise",
+                _log_gap_prior,
+                f"log of the logit rise of the {'share' if both else 'accuracy'} from "
+                f"{x}_ref / 10 to 10 {x}_ref ({word})",
+            )
         )
-    params += [
-        Parameter("k", _slope_prior, f"slope per nat of {_INPUT_WORD[x]} (> 0)"),
-        Parameter(
-            "logit_ref",
-            _logit_prior,
-            f"k * (log {x}_ref - log {x}0): logit of the risen share at the data's centre",
-        ),
-    ]
+        if not both and ceiling_value != 1.0:
+            params.append(
+                Parameter(
+                    "log_ceiling_gap",
+                    _log_gap_prior,
+                    f"log of the logit distance from the accuracy at 10 {x}_ref up to the ceiling",
+                )
+            )
+    else:
+        if floor is None:
+            params.append(
+                Parameter("floor", _floor_prior, "accuracy at small scale (chance level)")
+            )
+        if ceiling_value is None:
+            params.append(
+                Parameter("height", _height_prior, "(ceiling - floor) / (1 - floor), in (0, 1)")
+            )
+        params += [
+            Parameter("k", _slope_prior, f"slope per nat of {word} (> 0)"),
+            Parameter(
+                "logit_ref",
+                _logit_prior,
+                f"k * (log {x}_ref - log {x}0): logit of the risen share at the data's centre",
+            ),
+        ]
     lo_txt = "floor" if floor is None else f"{floor:g}"
     hi_txt = "ceiling" if ceiling_value is None else f"{ceiling_value:g}"
     return Law(
