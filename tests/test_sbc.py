@@ -42,12 +42,16 @@ def power_sbc():
 @pytest.fixture(scope="module")
 def power_negative(power_sbc):
     """The negative control on the same design and settings (reuses the compiled program), with
-    simulation 7's data made invalid to check that a failed simulation is reported."""
+    simulation 7's data made invalid, and every re-draw of it too, to check that a simulation
+    that stays invalid is reported."""
     original = check._simulate
 
     def broken(*args, **kwargs):
         loss = original(*args, **kwargs)
-        loss[7, 3] = np.nan
+        if loss.shape[0] == NUM_CI:
+            loss[7, 3] = np.nan
+        else:  # the re-draws of simulation 7
+            loss[:, 3] = np.nan
         return loss
 
     mp = pytest.MonkeyPatch()
@@ -253,10 +257,12 @@ def test_negative_control_fails(power_negative):
 
 
 def test_failed_simulation_is_reported(power_negative):
-    """Simulation 7 (NaN simulated loss) keeps its row: status failed, rank -1, a message; the
-    others are ranked, and the failure alone would fail the check."""
+    """Simulation 7 (NaN simulated loss, re-drawn SBC_MAX_REDRAWS times in vain) keeps its row:
+    status failed, rank -1, a message; the others are ranked, and the failure alone would fail
+    the check."""
     r = power_negative
     assert r.num_simulations == NUM_CI and r.num_failed == 1
+    assert r.settings["redrawn"] == check.SBC_MAX_REDRAWS
     assert r.status[7] == "failed" and "point 3" in r.messages[7]
     assert all(r.ranks[q][7] == -1 for q in r.quantities)
     assert (r.table()["n"] == NUM_CI - 1).all()
