@@ -106,8 +106,9 @@ def _log_gap_prior(ref):
     """Normal(0, 1) on the log of a logit distance: the distance is 0.19..5.2 logits (90%).
 
     For the rise between the anchors (two decades apart) this gives k 0.09..1.4 per nat of x
-    with free levels (median 0.4: a rise over about one decade and a half), a prior that
-    keeps flat data -- a rise of nearly zero logits -- within reach of the sampler."""
+    with free levels (median 0.41: the rise from 10% to 90% of the way, 2 ln 9 / k nats,
+    spans 4.6 decades), a prior that keeps flat data -- a rise of nearly zero logits --
+    within reach of the sampler."""
     import numpyro.distributions as dist
 
     return dist.Normal(0.0, 1.0)
@@ -263,12 +264,13 @@ def sigmoid(
     Returns
     -------
     Law
-        Sampled parameters (anchors) ``logit_lo`` (unless a level is fixed: the anchors then
-        start from it; with both fixed it is the logit of the *share* of the rise), ``log_rise``,
-        ``log_floor_gap`` (unless the floor is fixed), ``log_ceiling_gap`` (unless the ceiling
-        is fixed at 1); (slope) ``floor`` and ``height`` unless fixed, ``k`` (> 0, per nat of
-        x) and ``logit_ref`` (``k * (log x_ref - log x0)``). Published parameters ``floor,
-        ceiling, k, <x>0``.
+        Sampled parameters, anchor form: ``log_rise`` always; with both levels fixed only
+        ``logit_lo`` besides, the logit of the *share* of the rise at ``x_ref / 10``;
+        otherwise ``log_floor_gap``, ``log_ceiling_gap`` unless the ceiling is fixed at 1, and
+        ``logit_lo`` unless the floor or a ceiling below 1 is fixed (the anchors then start
+        from that level). Slope form: ``floor`` and ``height`` unless fixed, ``k`` (> 0, per
+        nat of x) and ``logit_ref`` (``k * (log x_ref - log x0)``). Published parameters
+        ``floor, ceiling, k, <x>0``.
 
     References
     ----------
