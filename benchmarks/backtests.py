@@ -33,7 +33,7 @@ not identify, :func:`bayescale.check.identifiability`).
 
 Usage::
 
-    python benchmarks/backtests.py [--quick] [--json out.json] [--only synthetic real gadre]
+    python benchmarks/backtests.py [--quick] [--json out.json] [--only synthetic epoch gadre ...]
                                    [--curves 200] [--single] [--data-dir ../shared/data]
 """
 
@@ -335,16 +335,14 @@ def main(argv=None) -> int:
         )
     if "revisiting" in parts:
         data, mask = revisiting(args.data_dir, quick=args.quick)
-        real_points.append(
-            run(
-                "revisiting-nsl",
-                data,
-                "power_d",
-                split=mask,
-                fit_kwargs=FK,
-                fit_many=batch,
-            )
-        )
+        pts = run("revisiting-nsl", data, "power_d", split=mask, fit_kwargs=FK, fit_many=batch)
+        real_points.append(pts)
+        # per domain (the curve id starts with it: IC, LM, NMT, BIG-bench), pooled over curves
+        pts = pts.assign(domain=pts["curve"].astype(str).str.split("/").str[0])
+        table = summarize(pts, by=["domain"])
+        print("\n### revisiting-nsl per domain, pooled over its curves\n")
+        print(markdown(table, ["domain"] + [c for c in SHOW if c in table and c != "curve"]))
+        report["datasets"]["revisiting-nsl"]["by_domain"] = table.to_dict(orient="records")
     if real_points:
         pts = pd.concat(real_points, ignore_index=True)
         pts = pts[pts["likelihood"] == "lognormal"]
