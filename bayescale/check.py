@@ -945,8 +945,8 @@ def sbc_design(law: str | Law, *, num_points: int | None = None) -> ScalingData:
     law_obj = get_law(law)
     inputs = tuple(law_obj.inputs)
     names = set(law_obj.param_names)
-    sigmoid_like = law_obj.name.startswith("sigmoid") or (
-        names >= {"k", "logit_ref"} or "log_rise" in names
+    sigmoid_like = (
+        law_obj.name.startswith("sigmoid") or names >= {"k", "logit_ref"} or "log_rise" in names
     )
     level = SBC_ACCURACY_LEVEL if sigmoid_like else SBC_LOSS_LEVEL
     if len(inputs) == 1 and inputs[0] in _SINGLE_RANGE:

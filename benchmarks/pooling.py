@@ -47,6 +47,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -174,8 +175,10 @@ def run_synthetic(seeds: int) -> dict:
 OBS_CUTOFF = 8.4e22
 
 
+@functools.cache
 def _slope_law():
-    """``sigmoid_c`` in its slope form: ``k`` and ``height`` are sampled, so they can be shared."""
+    """``sigmoid_c`` in its slope form: ``k`` and ``height`` are sampled, so they can be shared.
+    Built once: every study then passes the same Law object."""
     from bayescale.laws.sigmoid import sigmoid
 
     return sigmoid("C", form="slope")

@@ -155,6 +155,7 @@ def test_sigmoid_names_and_bad_levels():
     )  # fmt: skip
     assert sigmoid("C", floor=0.25, ceiling=1.0).param_names == ("logit_lo", "log_rise")
     assert sigmoid("N", form="slope").name == "sigmoid_n_slope"
+    assert sigmoid("C", form="slope").param_names == ("floor", "height", "k", "logit_ref")
     for bad in ({"floor": 0.0}, {"floor": 1.2}, {"floor": 0.5, "ceiling": 0.4}, {"form": "x"}):
         with pytest.raises(ValueError, match="sigmoid"):
             sigmoid("C", **bad)
@@ -163,8 +164,7 @@ def test_sigmoid_names_and_bad_levels():
 def test_sigmoid_anchors_leave_the_unseen_level_on_one_axis():
     """The anchor form's point: a curve that sees only the upper tail of its rise pins the
     anchors and the ceiling and leaves only ``log_floor_gap`` free, and a flat curve (no rise
-    seen) is ``log_rise -> -inf`` at any floor and ceiling. In the slope form the same
-    freedom moves k and logit_ref together."""
+    seen) is ``log_rise -> -inf`` at any floor and ceiling."""
     ref = _ref(C=50.0, loss=np.log(0.5))
     log_c = {"C": np.linspace(50.0 - 3.45, 50.0 + 3.45, 30)}
     # upper tail: the midpoint is 5 nats below the data, which see acc -> ceiling
@@ -174,7 +174,6 @@ def test_sigmoid_anchors_leave_the_unseen_level_on_one_axis():
         gap = anchor_values(floor, 0.85, 0.5, 45.0, 50.0)["log_floor_gap"]
         other = np.asarray(sigmoid_c.predict(dict(base, log_floor_gap=gap), log_c, ref))
         assert np.max(np.abs(other / curve - 1)) < 0.02
-        slope = sigmoid("C", form="slope")
         nat = {
             k: float(v) for k, v in sigmoid_c.natural(dict(base, log_floor_gap=gap), ref).items()
         }
@@ -185,7 +184,6 @@ def test_sigmoid_anchors_leave_the_unseen_level_on_one_axis():
         p = {"logit_lo": 0.3, "log_floor_gap": below, "log_rise": -12.0, "log_ceiling_gap": above}
         acc = np.asarray(sigmoid_c.predict(p, log_c, ref))
         np.testing.assert_allclose(acc, 1.0 / (1.0 + np.exp(-0.3)), rtol=1e-5)
-    assert slope.param_names == ("floor", "height", "k", "logit_ref")
 
 
 def test_overtraining_law_is_gadre_form():

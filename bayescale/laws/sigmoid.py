@@ -135,6 +135,15 @@ def _logit(v: float) -> float:
     return math.log(v) - math.log1p(-v)
 
 
+def _anchor_sites(floor: float | None, ceiling: float | None) -> tuple[str, ...]:
+    """Sampled parameters of the anchor form for the fixed levels (``None``: sampled)."""
+    if floor is not None and ceiling is not None:
+        return ("logit_lo", "log_rise")
+    start = ("logit_lo",) if floor is None and ceiling in (None, 1.0) else ()
+    end = ("log_ceiling_gap",) if ceiling != 1.0 else ()
+    return (*start, "log_floor_gap", "log_rise", *end)
+
+
 def _anchor_pieces(p, floor: float | None, ceiling: float | None):
     """``(log floor, log(ceiling - floor), k, logit_ref)`` of the anchor parametrisation.
 
@@ -157,16 +166,14 @@ def _anchor_pieces(p, floor: float | None, ceiling: float | None):
         z_f = jnp.full(jnp.shape(rise), _logit(floor))
         z_lo = z_f + below
     elif ceiling is not None and ceiling < 1.0:
-        z_c = jnp.full(jnp.shape(rise), _logit(ceiling))
-        z_lo = z_c - above - rise
+        z_lo = _logit(ceiling) - above - rise
         z_f = z_lo - below
     else:
         z_lo = p["logit_lo"]
         z_f = z_lo - below
     z_hi = z_lo + rise
-    if above is None:
-        z_c = None
-        hi_gap = lo_gap = all_gap = None
+    if above is None:  # ceiling fixed at 1
+        z_c = hi_gap = lo_gap = all_gap = None
     else:
         z_c = z_hi + above
         hi_gap, lo_gap, all_gap = above, rise + above, below + rise + above
@@ -217,16 +224,19 @@ def anchor_values(
         return floor + (ceiling - floor) / (1.0 + math.exp(-k * (lx - log_x0)))
 
     lo, hi = log_x_ref - ANCHOR, log_x_ref + ANCHOR
+    sites = _anchor_sites(floor if fixed_floor else None, ceiling if fixed_ceiling else None)
     if fixed_floor and fixed_ceiling:
         s_lo, s_hi = k * (lo - log_x0), k * (hi - log_x0)
         return {"logit_lo": s_lo, "log_rise": math.log(s_hi - s_lo)}
     z_lo, z_hi = _logit(acc(lo)), _logit(acc(hi))
-    out = {"log_rise": math.log(z_hi - z_lo), "log_floor_gap": math.log(z_lo - _logit(floor))}
-    if ceiling < 1.0 or not fixed_ceiling:
-        out["log_ceiling_gap"] = math.log(_logit(ceiling) - z_hi)
-    if not fixed_floor and not (fixed_ceiling and ceiling < 1.0):
-        out["logit_lo"] = z_lo
-    return out
+    value = {
+        "logit_lo": z_lo,
+        "log_floor_gap": math.log(z_lo - _logit(floor)),
+        "log_rise": math.log(z_hi - z_lo),
+    }
+    if ceiling < 1.0:
+        value["log_ceiling_gap"] = math.log(_logit(ceiling) - z_hi)
+    return {name: value[name] for name in sites}
 
 
 def sigmoid(
@@ -340,35 +350,30 @@ def sigmoid(
     params = []
     if form == "anchors":
         both = floor is not None and ceiling_value is not None
-        if both or (floor is None and ceiling_value in (None, 1.0)):
-            what = "share of the rise" if both else "accuracy"
-            params.append(
-                Parameter("logit_lo", _logit_lo_prior, f"logit of the {what} at {x}_ref / 10")
-            )
-        if not both:
-            params.append(
-                Parameter(
-                    "log_floor_gap",
-                    _log_gap_prior,
-                    f"log of the logit distance from the floor up to the accuracy at {x}_ref / 10",
-                )
-            )
-        params.append(
-            Parameter(
+        anchors = {
+            "logit_lo": Parameter(
+                "logit_lo",
+                _logit_lo_prior,
+                f"logit of the {'share of the rise' if both else 'accuracy'} at {x}_ref / 10",
+            ),
+            "log_floor_gap": Parameter(
+                "log_floor_gap",
+                _log_gap_prior,
+                f"log of the logit distance from the floor up to the accuracy at {x}_ref / 10",
+            ),
+            "log_rise": Parameter(
                 "log_rise",
                 _log_gap_prior,
                 f"log of the logit rise of the {'share' if both else 'accuracy'} from "
                 f"{x}_ref / 10 to 10 {x}_ref ({word})",
-            )
-        )
-        if not both and ceiling_value != 1.0:
-            params.append(
-                Parameter(
-                    "log_ceiling_gap",
-                    _log_gap_prior,
-                    f"log of the logit distance from the accuracy at 10 {x}_ref up to the ceiling",
-                )
-            )
+            ),
+            "log_ceiling_gap": Parameter(
+                "log_ceiling_gap",
+                _log_gap_prior,
+                f"log of the logit distance from the accuracy at 10 {x}_ref up to the ceiling",
+            ),
+        }
+        params = [anchors[name] for name in _anchor_sites(floor, ceiling_value)]
     else:
         if floor is None:
             params.append(
