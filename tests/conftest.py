@@ -12,6 +12,11 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Start the backend now, with the device count of the environment: the in-process CLI tests set
+# XLA_FLAGS (4 host devices), and in a pytest-xdist worker whose first test file is
+# test_cli.py that would otherwise decide the devices, and with them the chain layout
+# (chain_method="auto"), of every later fit in that worker.
+jax.devices()
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -328,8 +328,10 @@ CASES = {
         {"D": _grid(1e6, 1e10, 24)},
         lambda p, x: _bnsl_numpy(p, x["D"], 1),
         "lognormal",
-        # the ridge of break location, post-break slope and E diverges at the default 0.9
-        {"target_accept_prob": 0.99},
+        # the ridge of break location, post-break slope and E diverges at the default 0.9; its
+        # chains mix slowly along it: 600 draws left R-hat at 1.022 on one seed of five when
+        # the chains ran in parallel on 4 host devices (same keys, other rounding)
+        {"target_accept_prob": 0.99, "num_samples": 1000},
     ),
     "sigmoid_c": (
         sigmoid_c,
@@ -384,7 +386,7 @@ def test_new_laws_recover_known_parameters(name):
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
             fit = bs.fit(
                 _simulate(name, seed), law=law, likelihood=likelihood, rng_key=seed,
-                retry=False, **FAST, **options,
+                retry=False, **{**FAST, **options},
             )  # fmt: skip
         conv = fit.convergence
         assert conv.max_rhat <= 1.02, (name, seed, conv)
