@@ -224,10 +224,10 @@ def anchor_values(
         return floor + (ceiling - floor) / (1.0 + math.exp(-k * (lx - log_x0)))
 
     lo, hi = log_x_ref - ANCHOR, log_x_ref + ANCHOR
-    sites = _anchor_sites(floor if fixed_floor else None, ceiling if fixed_ceiling else None)
     if fixed_floor and fixed_ceiling:
         s_lo, s_hi = k * (lo - log_x0), k * (hi - log_x0)
         return {"logit_lo": s_lo, "log_rise": math.log(s_hi - s_lo)}
+    sites = _anchor_sites(floor if fixed_floor else None, ceiling if fixed_ceiling else None)
     z_lo, z_hi = _logit(acc(lo)), _logit(acc(hi))
     value = {
         "logit_lo": z_lo,
