@@ -1,0 +1,140 @@
+"""SBC of experimental parametrisations of the 1-break BNSL that are *not* in the library.
+
+The shipped ``bnsl_1`` samples the slope of each segment (``alpha_0``, ``alpha_1``) and a break
+location ``loc_1 ~ Normal(0, 2.3)`` around the data's centre (README, "Can I trust the
+forecast?"). This script measures, with :func:`bayescale.check.sbc` on the default ``bnsl_1``
+design (40 points over three decades, half-span ``H`` = 3.45 nats), three alternatives:
+
+* ``bounded``: the shipped coordinates, with the break kept between the data's edges,
+  ``loc_1 = -H + 2 H u``, ``u ~ Beta(2, 2)``;
+* ``edge``: the same bounded break, with the slopes of the reducible term sampled at the two
+  edges of the data (``slope_lo``, ``slope_hi``, each the shipped segment prior
+  LogNormal(log 0.3, 0.75)); the asymptotic slopes follow from them and may be negative in about
+  1.5% of prior draws;
+* ``ratio``: the left-edge slope and ``bend ~ Normal(0, 1)``, mapped to the log ratio of the two
+  edge slopes inside the interval that keeps both asymptotic slopes positive (a logistic squash
+  with slope 1 at ``bend = 0``).
+
+Each simulation is drawn from the variant's own prior, so the ranks test the variant.
+
+Usage::
+
+    python benchmarks/bnsl_variants.py edge [--num-simulations 40] [--seed 0]
+
+Measured on the 2-core CPU machine at 40 simulations, seed 0 (fit_many defaults with the
+re-fit): ``bounded`` 0 of 8 fits met the gate (8 simulations), ``edge`` 5 of 40,
+``ratio`` 2 of 40; the shipped form meets it on 151 of 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro.distributions.transforms import AffineTransform
+
+from bayescale import check
+from bayescale.laws import _priors, bnsl_1
+from bayescale.laws.base import Law, Parameter
+
+#: Half-span of the default design in nats (D from 1e8 to 1e11).
+H = 0.5 * math.log(1e3)
+
+
+def _bounded_loc(ref):
+    return dist.TransformedDistribution(dist.Beta(2.0, 2.0), AffineTransform(-H, 2.0 * H))
+
+
+def _edge_weights(p):
+    """sigmoid((edge - loc) / f) at the left and right edges of the data."""
+    loc, f = p["loc_1"], p["f_1"]
+    return jax.nn.sigmoid((-H - loc) / f), jax.nn.sigmoid((H - loc) / f), loc, f
+
+
+def _asymptotes_edge(p):
+    u_l, u_r, _, _ = _edge_weights(p)
+    s_l, s_r = p["slope_lo"], p["slope_hi"]
+    a0 = (s_l * u_r - s_r * u_l) / (u_r - u_l)
+    a1 = (s_r * (1.0 - u_l) - s_l * (1.0 - u_r)) / (u_r - u_l)
+    return a0, a1
+
+
+def _asymptotes_ratio(p):
+    u_l, u_r, loc, f = _edge_weights(p)
+    t_l, t_r = (-H - loc) / f, (H - loc) / f
+    lo = jax.nn.log_sigmoid(-t_r) - jax.nn.log_sigmoid(-t_l)  # a1 > 0 needs log ratio > lo
+    hi = jax.nn.log_sigmoid(t_r) - jax.nn.log_sigmoid(t_l)  # a0 > 0 needs log ratio < hi
+    scale = (hi - lo) / (-lo * hi)  # d(log ratio)/d(bend) = 1 at bend = 0
+    rho = lo + (hi - lo) * jax.nn.sigmoid(scale * p["bend"] + jnp.log(-lo) - jnp.log(hi))
+    s_l = p["slope_lo"]
+    a0 = s_l * (u_r - jnp.exp(rho) * u_l) / (u_r - u_l)
+    a1 = s_l * (jnp.exp(rho) * (1.0 - u_l) - (1.0 - u_r)) / (u_r - u_l)
+    return a0, a1
+
+
+def variant(name: str) -> Law:
+    """The ``bnsl_1`` variant ``name`` (``bounded``, ``edge`` or ``ratio``)."""
+    shipped = {p.name: p for p in bnsl_1.parameters}
+    loc = Parameter("loc_1", _bounded_loc, "break location, inside the data's edges")
+    if name == "bounded":
+        params = tuple(loc if p.name == "loc_1" else p for p in bnsl_1.parameters)
+        return dataclasses.replace(bnsl_1, name="bnsl_1_bounded", parameters=params)
+    if name == "edge":
+        second = Parameter("slope_hi", _priors.exponent, "slope at the right edge")
+        asymptotes = _asymptotes_edge
+    elif name == "ratio":
+        second = Parameter("bend", dist.Normal(0.0, 1.0), "squashed log ratio of edge slopes")
+        asymptotes = _asymptotes_ratio
+    else:
+        raise ValueError(f"unknown variant {name!r}")
+
+    def shipped_params(p):
+        q = {k: p[k] for k in ("log_L_ref", "frac", "loc_1", "f_1")}
+        q["alpha_0"], q["alpha_1"] = asymptotes(p)
+        return q
+
+    params = (
+        shipped["log_L_ref"],
+        shipped["frac"],
+        Parameter("slope_lo", _priors.exponent, "slope at the left edge"),
+        second,
+        loc,
+        shipped["f_1"],
+    )
+    return dataclasses.replace(
+        bnsl_1,
+        name=f"bnsl_1_{name}",
+        parameters=params,
+        log_predict=lambda p, log_x, ref: bnsl_1.log_predict(shipped_params(p), log_x, ref),
+        natural=lambda p, ref: bnsl_1.natural(shipped_params(p), ref),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("variant", choices=("bounded", "edge", "ratio"))
+    ap.add_argument("--num-simulations", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    start = time.time()
+    res = check.sbc(
+        variant(args.variant),
+        check.sbc_design(bnsl_1),
+        num_simulations=args.num_simulations,
+        seed=args.seed,
+    )
+    print(f"{time.time() - start:.0f} s")
+    print(res)
+    print("gate:", res.gate())
+    print("status:", res.status_counts())
+    print("max R-hat per fit:", np.round(np.asarray(res.diagnostics["max_rhat"], float), 3))
+
+
+if __name__ == "__main__":
+    main()
