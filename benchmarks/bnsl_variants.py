@@ -51,31 +51,34 @@ def _bounded_loc(ref):
     return dist.TransformedDistribution(dist.Beta(2.0, 2.0), AffineTransform(-H, 2.0 * H))
 
 
-def _edge_weights(p):
-    """sigmoid((edge - loc) / f) at the left and right edges of the data."""
-    loc, f = p["loc_1"], p["f_1"]
-    return jax.nn.sigmoid((-H - loc) / f), jax.nn.sigmoid((H - loc) / f), loc, f
+def _edge_logits(p):
+    """``(edge - loc) / f`` at the left and right edges of the data."""
+    return (-H - p["loc_1"]) / p["f_1"], (H - p["loc_1"]) / p["f_1"]
 
 
-def _asymptotes_edge(p):
-    u_l, u_r, _, _ = _edge_weights(p)
-    s_l, s_r = p["slope_lo"], p["slope_hi"]
+def _asymptotes_from_edges(p, s_r):
+    """Asymptotic slopes ``alpha_0, alpha_1`` whose slope profile
+    ``alpha_0 + (alpha_1 - alpha_0) sigmoid((lx - loc) / f)`` is ``slope_lo`` at the left edge
+    and ``s_r`` at the right edge."""
+    t_l, t_r = _edge_logits(p)
+    u_l, u_r = jax.nn.sigmoid(t_l), jax.nn.sigmoid(t_r)
+    s_l = p["slope_lo"]
     a0 = (s_l * u_r - s_r * u_l) / (u_r - u_l)
     a1 = (s_r * (1.0 - u_l) - s_l * (1.0 - u_r)) / (u_r - u_l)
     return a0, a1
 
 
+def _asymptotes_edge(p):
+    return _asymptotes_from_edges(p, p["slope_hi"])
+
+
 def _asymptotes_ratio(p):
-    u_l, u_r, loc, f = _edge_weights(p)
-    t_l, t_r = (-H - loc) / f, (H - loc) / f
+    t_l, t_r = _edge_logits(p)
     lo = jax.nn.log_sigmoid(-t_r) - jax.nn.log_sigmoid(-t_l)  # a1 > 0 needs log ratio > lo
     hi = jax.nn.log_sigmoid(t_r) - jax.nn.log_sigmoid(t_l)  # a0 > 0 needs log ratio < hi
     scale = (hi - lo) / (-lo * hi)  # d(log ratio)/d(bend) = 1 at bend = 0
     rho = lo + (hi - lo) * jax.nn.sigmoid(scale * p["bend"] + jnp.log(-lo) - jnp.log(hi))
-    s_l = p["slope_lo"]
-    a0 = s_l * (u_r - jnp.exp(rho) * u_l) / (u_r - u_l)
-    a1 = s_l * (jnp.exp(rho) * (1.0 - u_l) - (1.0 - u_r)) / (u_r - u_l)
-    return a0, a1
+    return _asymptotes_from_edges(p, p["slope_lo"] * jnp.exp(rho))
 
 
 def variant(name: str) -> Law:

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
+@pytest.fixture(scope="module")
+def mod():
     spec = importlib.util.spec_from_file_location(
         "bnsl_variants", ROOT / "benchmarks" / "bnsl_variants.py"
     )
@@ -50,8 +51,7 @@ def _reducible_slope(law, params, lx, ref):
 
 
 @pytest.mark.parametrize("name", ["edge", "ratio"])
-def test_edge_slopes_are_the_slopes_at_the_data_edges(name):
-    mod = _module()
+def test_edge_slopes_are_the_slopes_at_the_data_edges(mod, name):
     law = mod.variant(name)
     ref, draws = _prior_draws(law)
     left = _reducible_slope(law, draws, -mod.H, ref)
@@ -61,8 +61,7 @@ def test_edge_slopes_are_the_slopes_at_the_data_edges(name):
         np.testing.assert_allclose(right, np.asarray(draws["slope_hi"]), rtol=1e-9)
 
 
-def test_ratio_form_keeps_both_asymptotic_slopes_positive():
-    mod = _module()
+def test_ratio_form_keeps_both_asymptotic_slopes_positive(mod):
     law = mod.variant("ratio")
     _, draws = _prior_draws(law, num=2000)
     a0, a1 = (np.asarray(a) for a in mod._asymptotes_ratio(draws))
@@ -74,8 +73,7 @@ def test_ratio_form_keeps_both_asymptotic_slopes_positive():
     assert 0.002 < np.mean(e0 < 0) < 0.05 and 0.002 < np.mean(e1 < 0) < 0.05
 
 
-def test_bounded_break_stays_between_the_edges():
-    mod = _module()
+def test_bounded_break_stays_between_the_edges(mod):
     law = mod.variant("bounded")
     _, draws = _prior_draws(law, num=2000)
     loc = np.asarray(draws["loc_1"])
