@@ -5,7 +5,10 @@ Runs :func:`bayescale.check.backtest` on
 * **synthetic** curves with known parameters (``bayescale.check.synthetic_backtest_curves``):
   200 curves per law (``chinchilla``, ``power_n``, ``kaplan_n``; 20 with ``--quick``), cuts at
   1/10 and 1/100 of the largest compute (largest N for the single-input laws). Targets
-  (issue 5): pooled 90% coverage in [0.85, 0.95] and median absolute relative error <= 1%;
+  (issue 5): pooled 90% coverage in [0.85, 0.95] and median absolute relative error <= 1%.
+  On the same held-out runs it scores point estimators (:func:`reference_points`: least
+  squares, Hoffmann's Huber fit, least squares told the true E, the true law), which shows
+  how much of the error any estimator must make on this design (``--no-reference`` skips);
 * every **real** dataset of ``../shared/data`` with a scale axis, never tuning anything on the
   held-out runs:
 
@@ -35,6 +38,7 @@ Usage::
 
     python benchmarks/backtests.py [--quick] [--json out.json] [--only synthetic epoch gadre ...]
                                    [--curves 200] [--single] [--data-dir ../shared/data]
+                                   [--no-reference]
 """
 
 from __future__ import annotations
@@ -163,8 +167,142 @@ def gadre_reference(data_dir: Path) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- reference estimators
+#: Point estimators scored on the same synthetic held-out runs as bayescale's posterior median.
+REFERENCE_ESTIMATORS = ("least squares", "Huber (Hoffmann)", "least squares, true E", "true law")
+
+
+def _true_mean(law: str, p, N, D):
+    """The law's mean loss at the true parameters ``p`` (a row of the synthetic truth)."""
+    if law == "chinchilla":
+        return p["E"] + p["A"] * N ** -p["alpha"] + p["B"] * D ** -p["beta"]
+    if law == "power_n":
+        return p["E"] + p["A"] * N ** -p["alpha"]
+    return (p["N_c"] / N) ** p["alpha_N"]
+
+
+def fit_true_e(law: str, E: float, N, D, loss):
+    """Least squares on the log loss with the irreducible loss fixed at its true value ``E``:
+    an oracle no real method has, showing what knowing E would buy. Returns the fitted mean
+    as a function of ``(N, D)``. Log-amplitude and exponent per term, the best of a start grid
+    (exponents 0.1..0.8, amplitudes matching the reducible loss of the smallest run)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    N, D, y = (np.asarray(v, dtype=np.float64) for v in (N, D, loss))
+    log_y = np.log(y)
+    if law == "power_n":
+        terms = [np.log(N)]
+    elif law == "chinchilla":
+        terms = [np.log(N), np.log(D)]
+    else:
+        raise ValueError(f"no irreducible loss in {law!r}")
+    k = len(terms)
+    first = int(np.argmin(terms[0]))
+    excess = max(float(y[first] - E), 1e-3 * float(y[first])) / k
+
+    def mean(theta, lx):
+        return E + sum(np.exp(theta[2 * i] - theta[2 * i + 1] * lx[i]) for i in range(k))
+
+    def resid(theta):
+        m = mean(theta, terms)
+        return np.log(np.maximum(m, 1e-300)) - log_y
+
+    best = None
+    for exps in itertools.product((0.1, 0.2, 0.4, 0.8), repeat=k):
+        theta0 = []
+        for i, a in enumerate(exps):
+            theta0 += [np.log(excess) + a * terms[i][first], a]
+        bounds = ([-np.inf, 0.0] * k, [np.inf, 5.0] * k)
+        sol = least_squares(resid, np.asarray(theta0), bounds=bounds, method="trf")
+        if best is None or sol.cost < best.cost:
+            best = sol
+    theta = best.x
+
+    def predict(N, D):
+        lx = [np.log(np.asarray(N, float))]
+        if k == 2:
+            lx.append(np.log(np.asarray(D, float)))
+        return mean(theta, lx)
+
+    return predict
+
+
+def reference_points(data, truth, law: str, *, axis: str, cuts=(0.1, 0.01), dataset: str = ""):
+    """Held-out forecasts of point estimators on the synthetic curves, split exactly as
+    :func:`bayescale.check.backtest_points` splits them: one row per (held-out run, cut,
+    estimator) with the absolute relative error ``are`` of the forecast.
+
+    Estimators: ``least squares`` (``bs.optimize(objective="least_squares")``, the maximum
+    likelihood fit of the simulated noise model), ``Huber (Hoffmann)`` (``objective="huber"``,
+    delta 1e-3, Hoffmann et al. 2022 / Besiroglu et al. 2024), ``least squares, true E``
+    (:func:`fit_true_e`, an oracle; for ``kaplan_n``, which has no E, plain least squares)
+    and ``true law``
+    (the true mean: the noise floor of the score).
+    """
+    import numpy as np
+    import pandas as pd
+
+    import bayescale as bs
+    from bayescale.check import _cut_label, _split_indices
+
+    rows = []
+    for cid in data.curve_ids:
+        idx = np.flatnonzero(data.curve == cid)
+        x = np.asarray(getattr(data, axis))[idx]
+        p = truth.loc[cid]
+        for cut in cuts:
+            tr, te = _split_indices(x, None, cut)
+            if len(te) == 0:
+                continue
+            train, test = data.subset(idx[tr]), data.subset(idx[te])
+            N = np.asarray(test.N, np.float64)
+            D = None if test.D is None else np.asarray(test.D, np.float64)
+            inputs = {"N": N} if law != "chinchilla" else {"N": N, "D": D}
+            preds = {"true law": _true_mean(law, p, N, D)}
+            for name, obj in (("least squares", "least_squares"), ("Huber (Hoffmann)", "huber")):
+                with warnings.catch_warnings():  # extrapolation warnings: expected here
+                    warnings.simplefilter("ignore")
+                    pf = bs.optimize(train, law, objective=obj)
+                    pred = pf.predict(**inputs, allow_unconverged=True)["loss"].to_numpy()
+                preds[name] = pred
+            if law == "kaplan_n":  # no E to know: the oracle is plain least squares
+                preds["least squares, true E"] = preds["least squares"]
+            else:
+                preds["least squares, true E"] = fit_true_e(
+                    law, float(p["E"]), train.N, train.D, train.loss
+                )(N, D)
+            for name, pred in preds.items():
+                are = np.abs(pred - test.loss) / test.loss
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "dataset": dataset,
+                            "curve": cid,
+                            "cut": _cut_label(cut),
+                            "estimator": name,
+                            "are": are,
+                        }
+                    )
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def reference_table(bayes_points, ref_points, by=("dataset", "cut")):
+    """Median ARE per group: bayescale's posterior median next to each reference estimator."""
+    import pandas as pd
+
+    by = list(by)
+    bayes = bayes_points.dropna(subset=["are"]).assign(estimator="bayescale posterior median")
+    both = pd.concat([bayes[[*by, "estimator", "are"]], ref_points[[*by, "estimator", "are"]]])
+    table = both.groupby([*by, "estimator"], sort=False)["are"].median().unstack("estimator")
+    order = ["bayescale posterior median", *REFERENCE_ESTIMATORS]
+    return table[[c for c in order if c in table]].reset_index()
+
+
 # ----------------------------------------------------------------------------- output
-def markdown(table, columns=None) -> str:
+def markdown(table, columns=None, fmt_all: str | None = None) -> str:
+    """A markdown table; ``fmt_all`` formats every float column like that score column."""
     cols = list(columns or table.columns)
     fmt = {
         "median_are": lambda v: f"{100 * v:.2f}%",
@@ -185,6 +323,8 @@ def markdown(table, columns=None) -> str:
                 cells.append("-")
             elif c in fmt and isinstance(v, int | float):
                 cells.append(fmt[c](v))
+            elif fmt_all and isinstance(v, float):
+                cells.append(fmt[fmt_all](v))
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -209,6 +349,22 @@ SHOW = [
 ]
 
 
+def _commit() -> str | None:
+    """The checkout's commit, ``+dirty`` when tracked files differ from it (None outside git)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20 synthetic curves, fewer draws")
@@ -223,6 +379,11 @@ def main(argv=None) -> int:
     ap.add_argument("--single", action="store_true", help="loop of bs.fit, not bs.fit_many")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the point estimators scored beside bayescale on the synthetic curves",
+    )
     args = ap.parse_args(argv)
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         count = min(4, os.cpu_count() or 1)
@@ -256,6 +417,7 @@ def main(argv=None) -> int:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "jax": jax.__version__,
+            "commit": _commit(),
             "devices": [str(d) for d in jax.devices()],
             "quick": args.quick,
             "synthetic_curves": curves,
@@ -283,9 +445,9 @@ def main(argv=None) -> int:
 
     if "synthetic" in parts:
         print(f"## Synthetic: {curves} curves per law (SYNTHETIC data, known truth)")
-        pooled = []
+        pooled, ref_pooled = [], []
         for law, axis in SYNTHETIC_LAWS.items():
-            data, _ = synthetic_backtest_curves(law, curves, seed=args.seed)
+            data, truth = synthetic_backtest_curves(law, curves, seed=args.seed)
             pts = backtest_points(
                 data,
                 law,
@@ -302,6 +464,19 @@ def main(argv=None) -> int:
                 "law": law,
                 "rows": table.to_dict(orient="records"),
             }
+            if not args.no_reference:
+                t0 = time.perf_counter()
+                refs = reference_points(data, truth, law, axis=axis, dataset=f"synthetic-{law}")
+                ref_pooled.append(refs)
+                comparison = reference_table(pts, refs)
+                print(
+                    f"\nmedian ARE of point estimators on the same held-out runs "
+                    f"({time.perf_counter() - t0:.0f} s):\n"
+                )
+                print(markdown(comparison, fmt_all="median_are"))
+                report["datasets"][f"synthetic-{law}"]["reference"] = comparison.to_dict(
+                    orient="records"
+                )
         all_synth = pd.concat(pooled, ignore_index=True)
         table = summarize(all_synth, by=["cut"])
         ok = table["cov90"].between(0.85, 0.95).all() and (table["median_are"] <= 0.01).all()
@@ -312,6 +487,13 @@ def main(argv=None) -> int:
             + ("MET" if ok else "NOT MET")
         )
         report["synthetic_pooled"] = table.to_dict(orient="records")
+        if ref_pooled:
+            comparison = reference_table(
+                all_synth, pd.concat(ref_pooled, ignore_index=True), by=["cut"]
+            )
+            print("\npooled median ARE, bayescale next to point estimators:\n")
+            print(markdown(comparison, fmt_all="median_are"))
+            report["synthetic_reference_pooled"] = comparison.to_dict(orient="records")
 
     FK = dict(draws)
     if "epoch" in parts:
