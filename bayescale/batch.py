@@ -54,6 +54,7 @@ from .results import (
     ExtrapolationWarning,
     Fit,
     __version__,
+    convergence_of,
 )
 
 __all__ = ["BatchFit", "fit_many", "load_batch", "synthetic_curves"]
@@ -840,7 +841,12 @@ class BatchFit:
         """The :class:`~bayescale.results.Convergence` of one curve."""
         i = self.index(key)
         d = self.diagnostics
-        return Convergence(
+        sites = self.spec.site_names
+        return convergence_of(
+            {k: self.samples[k][i] for k in sites},
+            dict(zip(sites, d["r_hat"][i], strict=True)),
+            dict(zip(sites, d["ess_bulk"][i], strict=True)),
+            dict(zip(sites, d["ess_tail"][i], strict=True)),
             max_rhat=float(np.max(d["r_hat"][i])),
             min_ess_bulk=float(np.min(d["ess_bulk"][i])),
             min_ess_tail=float(np.min(d["ess_tail"][i])),
@@ -891,8 +897,10 @@ class BatchFit:
     def summary(self, prob: float = 0.9) -> pd.DataFrame:
         """One row per curve: status, points, each published parameter's median and central
         ``prob`` interval (``{name}_median``, ``{name}_lower``, ``{name}_upper``), worst R-hat,
-        bulk/tail ESS, divergences, E-BFMI, whether it was re-fitted, and a message for
-        invalid inputs."""
+        bulk/tail ESS, divergences, E-BFMI, whether it was re-fitted, and a message: why an
+        input was not fitted, or what a fit that misses the convergence policy missed
+        (:attr:`~bayescale.results.Convergence.problems`: the worst parameter, and whether
+        its chains disagree)."""
         _check_prob(prob)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         fitted = self.fitted
@@ -914,7 +922,14 @@ class BatchFit:
         out["divergences"] = d["divergences"]
         out["min_bfmi"] = d["min_bfmi"]
         out["retried"] = self.retried
-        out["message"] = list(self.messages)
+        # why an input was not fitted, or why a fit misses the convergence policy (which
+        # parameter, and whether its chains disagree)
+        out["message"] = [
+            "; ".join(self.convergence(i).problems) if ok and status != "ok" else message
+            for i, (ok, status, message) in enumerate(
+                zip(fitted, self.status, self.messages, strict=True)
+            )
+        ]
         out.attrs["prob"] = prob
         return out
 

@@ -32,6 +32,9 @@ RHAT_MAX, ESS_MIN, BFMI_MIN = 1.01, 400.0, 0.3
 RHAT_BAD, ESS_BAD, DIVERGENCE_FRACTION_BAD = 1.05, 100.0, 0.01
 #: Warn when a forecast lies further than this factor beyond the observed range of an input.
 EXTRAPOLATION_WARN = 10.0
+#: The chains "disagree" on a parameter when their means span more than this many pooled
+#: within-chain standard deviations (slow mixing along a ridge leaves them within ~1).
+CHAIN_SPREAD_SDS = 2.0
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,6 +63,13 @@ class Convergence:
         Smallest E-BFMI over chains.
     retried
         Whether the fit was re-run with a higher target acceptance probability.
+    worst_rhat, worst_ess
+        The sampled parameter with the largest R-hat and the one with the smallest bulk or
+        tail ESS ("" when unknown).
+    disagreement
+        "" or, when R-hat misses the policy, how the chains disagree on ``worst_rhat``
+        (:func:`chain_disagreement`): their means lie in different places, not merely
+        mixing slowly.
     """
 
     max_rhat: float
@@ -69,6 +79,9 @@ class Convergence:
     num_draws: int
     min_bfmi: float
     retried: bool = False
+    worst_rhat: str = ""
+    worst_ess: str = ""
+    disagreement: str = ""
 
     @property
     def problems(self) -> list[str]:
@@ -77,10 +90,12 @@ class Convergence:
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
         if not self.max_rhat <= RHAT_MAX:
-            out.append(f"R-hat {self.max_rhat:.3f} > {RHAT_MAX}")
+            why = self.disagreement or self.worst_rhat
+            out.append(f"R-hat {self.max_rhat:.3f} > {RHAT_MAX}" + (f" ({why})" if why else ""))
         if not min(self.min_ess_bulk, self.min_ess_tail) >= ESS_MIN:
             out.append(
                 f"ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} < {ESS_MIN:.0f}"
+                + (f" ({self.worst_ess})" if self.worst_ess else "")
             )
         if not self.min_bfmi >= BFMI_MIN:
             out.append(f"E-BFMI {self.min_bfmi:.2f} < {BFMI_MIN}")
@@ -114,6 +129,90 @@ class Convergence:
         )
 
 
+def chain_disagreement(draws: np.ndarray, name: str) -> str:
+    """Say how the chains of one parameter disagree, or "" when they do not.
+
+    The chains disagree when their means span more than ``CHAIN_SPREAD_SDS`` pooled
+    within-chain standard deviations: they sit in different modes, or on a ridge along which
+    the data leave the parameter free and which they do not cross (a break location beyond the
+    data, an unidentified irreducible loss). Slow mixing around one mode keeps the means closer.
+
+    Parameters
+    ----------
+    draws
+        ``(chain, draw)`` draws of the parameter.
+    name
+        Its name, for the message.
+
+    Returns
+    -------
+    str
+        E.g. ``"chains disagree on loc_1: means -1.95, 2.31, -1.95, -1.94, within-chain sd
+        0.31"``.
+
+    Examples
+    --------
+    >>> x = np.stack([np.zeros(100), np.zeros(100) + 5.0]) + np.tile([-1.0, 1.0], (2, 50))
+    >>> chain_disagreement(x, "loc_1")
+    'chains disagree on loc_1: means 0, 5, within-chain sd 1'
+    """
+    x = np.asarray(draws, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2 or not np.all(np.isfinite(x)):
+        return ""
+    means = x.mean(axis=1)
+    sd = float(np.sqrt(np.mean(x.var(axis=1, ddof=1))))
+    if not np.ptp(means) > CHAIN_SPREAD_SDS * sd:
+        return ""
+    return (
+        f"chains disagree on {name}: means {', '.join(f'{m:.3g}' for m in means)}, "
+        f"within-chain sd {sd:.2g}"
+    )
+
+
+def _worst(values: Mapping[str, float], largest: bool) -> str:
+    """Name of the largest (smallest) finite value, "" when none is finite."""
+    finite = {k: float(v) for k, v in values.items() if np.isfinite(v)}
+    if not finite:
+        return ""
+    return (max if largest else min)(finite, key=finite.__getitem__)
+
+
+def convergence_of(
+    draws: Mapping[str, np.ndarray],
+    rhat: Mapping[str, float],
+    ess_bulk: Mapping[str, float],
+    ess_tail: Mapping[str, float],
+    *,
+    max_rhat: float,
+    min_ess_bulk: float,
+    min_ess_tail: float,
+    divergences: int,
+    num_draws: int,
+    min_bfmi: float,
+    retried: bool,
+) -> Convergence:
+    """The :class:`Convergence` of a fit, naming the worst parameters of the per-parameter
+    diagnostics ``rhat``, ``ess_bulk``, ``ess_tail`` (shared by single fits and the curves of
+    a batch, which aggregate them with their own NaN handling)."""
+    worst_rhat = _worst(rhat, largest=True)
+    min_ess = {k: min(ess_bulk[k], ess_tail[k]) for k in ess_bulk}
+    disagreement = ""
+    if worst_rhat and not max_rhat <= RHAT_MAX:
+        disagreement = chain_disagreement(draws[worst_rhat], worst_rhat)
+    return Convergence(
+        max_rhat=float(max_rhat),
+        min_ess_bulk=float(min_ess_bulk),
+        min_ess_tail=float(min_ess_tail),
+        divergences=int(divergences),
+        num_draws=int(num_draws),
+        min_bfmi=float(min_bfmi),
+        retried=bool(retried),
+        worst_rhat=worst_rhat,
+        worst_ess=_worst(min_ess, largest=False),
+        disagreement=disagreement,
+    )
+
+
 def diagnose(
     draws: Mapping[str, np.ndarray], energy: np.ndarray, diverging: np.ndarray, retried: bool
 ) -> tuple[pd.DataFrame, Convergence]:
@@ -123,7 +222,11 @@ def diagnose(
     table = pd.DataFrame(
         {"mcse_mean": mcse, "ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}
     ).loc[list(draws)]
-    conv = Convergence(
+    conv = convergence_of(
+        draws,
+        table["r_hat"].to_dict(),
+        table["ess_bulk"].to_dict(),
+        table["ess_tail"].to_dict(),
         max_rhat=float(np.nanmax(table["r_hat"])),
         min_ess_bulk=float(np.nanmin(table["ess_bulk"])),
         min_ess_tail=float(np.nanmin(table["ess_tail"])),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -626,6 +627,11 @@ def test_precise_curves_converge_after_a_refit_without_mass_shrinkage(monkeypatc
     s1 = first.summary()
     assert (s1["status"].iloc[1:] != "ok").all(), s1[["status", "max_rhat", "min_ess_bulk"]]
     assert (s1["divergences"].iloc[1:] == 0).all()
+    # the summary says which parameter missed the policy, as the curve's Convergence does
+    sites = "|".join(first.spec.site_names)
+    for cid, row in s1.iloc[1:].iterrows():
+        assert row["message"] == "; ".join(first.convergence(cid).problems), row["message"]
+        assert re.search(rf"\((chains disagree on )?({sites})\b", row["message"]), row["message"]
 
     configs = _record_runs(monkeypatch)
     b = fit_many(frame, "kaplan_n", **run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -247,3 +248,40 @@ def test_retry_config_picks_the_remedy_by_failure():
     assert (c.num_warmup, c.target_accept_prob, c.regularize_mass) == (500, 0.99, True)
     c = retry_config(base, both)
     assert (c.num_warmup, c.target_accept_prob, c.regularize_mass) == (1000, 0.99, True)
+
+
+def test_convergence_names_the_worst_parameter_and_chain_disagreement():
+    """A failed fit says which parameter failed and whether its chains sit in different places
+    (separate modes or an unidentified direction) rather than mixing slowly around one mode."""
+    from bayescale.results import chain_disagreement, diagnose
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    ok = rng.normal(size=(4, n))
+    # loc_1: three chains near -2, one near 2.3 (sd 0.3): a chain in another mode
+    split = rng.normal(size=(4, n)) * 0.3 + np.array([-2.0, 2.3, -2.0, -2.0])[:, None]
+    # alpha: AR(1) chains with rho 0.995 around one mode: slow mixing, low ESS, no disagreement
+    slow = np.zeros((4, n))
+    for t in range(1, n):
+        slow[:, t] = 0.995 * slow[:, t - 1] + 0.1 * rng.normal(size=4)
+    energy = rng.normal(size=(4, n))
+    diverging = np.zeros((4, n), dtype=bool)
+
+    _, conv = diagnose({"E": ok, "loc_1": split}, energy, diverging, False)
+    assert conv.worst_rhat == "loc_1" and conv.max_rhat > 1.4
+    (rhat_msg,) = [p for p in conv.problems if p.startswith("R-hat")]
+    assert re.fullmatch(
+        r"R-hat 1\.\d{3} > 1\.01 \(chains disagree on loc_1: means -[12]\.\d+, 2\.3, -[12][.\d]*, "
+        r"-[12][.\d]*, within-chain sd 0\.3\)",
+        rhat_msg,
+    ), rhat_msg
+
+    _, conv = diagnose({"E": ok, "alpha": slow}, energy, diverging, False)
+    assert conv.worst_ess == "alpha" and conv.min_ess_bulk < 400
+    assert any(p.endswith("< 400 (alpha)") for p in conv.problems), conv.problems
+    # chain means of an AR(1) with rho 0.995 over 1,000 draws differ by ~1 stationary sd
+    assert chain_disagreement(slow, "alpha") == ""
+
+    _, conv = diagnose({"E": ok}, energy, diverging, False)
+    assert conv.converged and conv.disagreement == "" and conv.problems == []
+    assert chain_disagreement(ok[:1], "E") == ""  # one chain: nothing to compare
