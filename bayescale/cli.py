@@ -188,16 +188,21 @@ def _convergence_report(fit: Fit) -> str:
         return f"Convergence: OK ({numbers})."
     bar = "!" * 78
     verdict = "FAILS the gate badly" if conv.fails_badly else "misses the policy"
-    return "\n".join(
-        [
-            bar,
-            f"!!! NOT CONVERGED ({verdict}): {'; '.join(conv.problems)}",
-            f"!!! {numbers}",
+    if conv.disagreement:  # separate modes or a free direction: more draws rarely help
+        advice = [
+            f"!!! Forecasts from this fit are unreliable. The chains disagree on "
+            f"{conv.worst_rhat}: the data",
+            "!!! may not identify it (separate modes, or a direction they leave free). Check",
+            "!!! that the data support this law (a break inside the data, a visible floor),",
+            "!!! use a simpler law, or give that parameter an informative prior.",
+        ]
+    else:
+        advice = [
             "!!! Forecasts from this fit are unreliable. Re-run with more --num-warmup /",
             "!!! --num-samples, or check the data and the law.",
-            bar,
         ]
-    )
+    head = f"!!! NOT CONVERGED ({verdict}): {'; '.join(conv.problems)}"
+    return "\n".join([bar, head, f"!!! {numbers}", *advice, bar])
 
 
 def _timing_report(fit: Fit, wall_s: float) -> str:
@@ -386,10 +391,14 @@ def _refuse_unconverged(fit: Fit, force: bool) -> None:
 
     conv = fit.convergence
     if conv.fails_badly and not force:
+        remedy = (
+            f"the data may not identify {conv.worst_rhat}: check the law and its priors"
+            if conv.disagreement
+            else "re-run with more --num-warmup/--num-samples"
+        )
         raise UnconvergedError(
             f"refusing to forecast from a fit that fails the convergence gate badly "
-            f"({'; '.join(conv.problems)}); re-run with more --num-warmup/--num-samples, "
-            "or pass --force to forecast anyway"
+            f"({'; '.join(conv.problems)}); {remedy}, or pass --force to forecast anyway"
         )
 
 

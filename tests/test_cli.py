@@ -221,6 +221,24 @@ def test_unconverged_fit_needs_force(fitted, synthetic_csv, monkeypatch):
     warned = [line for line in forced.err.splitlines() if "did not converge" in line]
     assert len(warned) == 1 and warned[0].startswith("bayescale: warning: ")
 
+    # chains that disagree: the banner says the data may not identify the parameter
+    split = dataclasses.replace(
+        bad,
+        convergence=dataclasses.replace(
+            bad.convergence,
+            worst_rhat="alpha",
+            disagreement="chains disagree on alpha: means 0.1, 0.5, within-chain sd 0.01",
+        ),
+    )
+    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: split)
+    refused = run_cli(argv)
+    assert refused.rc == 2
+    assert "R-hat 1.300 > 1.01 (chains disagree on alpha: means 0.1, 0.5" in refused.out
+    assert "The chains disagree on alpha: the data" in refused.out
+    line = _error_line(refused, after_fit=True)
+    assert "may not identify alpha" in line and "--force" in line
+    assert "more --num-warmup" not in refused.out + line
+
     monkeypatch.setattr(bs, "load", lambda path: bad)
     line = _error_line(run_cli(["optimal", fitted.fit_path, "--compute", "1e22"]))
     assert "--force" in line
