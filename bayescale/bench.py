@@ -399,6 +399,16 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+def git_commit_label() -> str | None:
+    """Short ``HEAD`` of the checkout, ``+dirty`` with uncommitted changes to tracked files
+    (None outside git): the code version stored with benchmark results."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit is None:
+        return None
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+dirty" if dirty else "")
+
+
 def environment(dtype: str = "float64") -> dict[str, Any]:
     """Where and with what the benchmark runs: device, platform, versions, git commit, date.
 

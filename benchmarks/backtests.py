@@ -349,22 +349,6 @@ SHOW = [
 ]
 
 
-def _commit() -> str | None:
-    """The checkout's commit, ``+dirty`` when tracked files differ from it (None outside git)."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(
-            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20 synthetic curves, fewer draws")
@@ -392,6 +376,7 @@ def main(argv=None) -> int:
     import jax
     import pandas as pd
 
+    from bayescale.bench import git_commit_label
     from bayescale.check import (
         SYNTHETIC_LAWS,
         backtest_points,
@@ -417,7 +402,7 @@ def main(argv=None) -> int:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "jax": jax.__version__,
-            "commit": _commit(),
+            "commit": git_commit_label(),
             "devices": [str(d) for d in jax.devices()],
             "quick": args.quick,
             "synthetic_curves": curves,

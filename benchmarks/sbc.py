@@ -60,17 +60,6 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "sbc_cpu.json"
 QUICK_LAWS = ("power_n", "chinchilla")
 
 
-def _git_commit() -> str | None:
-    """Short ``HEAD`` of the checkout, ``+dirty`` with uncommitted changes (None outside git)."""
-    from bayescale.bench import _git
-
-    commit = _git("rev-parse", "--short", "HEAD")
-    if commit is None:
-        return None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return commit + ("+dirty" if dirty else "")
-
-
 def _meta(args, num_sims: int) -> dict:
     import jax
     import numpy as np
@@ -79,11 +68,12 @@ def _meta(args, num_sims: int) -> dict:
     import scipy
 
     import bayescale as bs
+    from bayescale.bench import git_commit_label
 
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "bayescale": bs.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit_label(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

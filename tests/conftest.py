@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.devices()
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import the script ``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 
 #: Sampler settings for tests: 4 chains x (400 + 600) draws keeps bulk ESS well above 400 on the
 #: shipped laws while a fit costs well under a second once compiled. One settings tuple means one

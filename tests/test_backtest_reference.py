@@ -9,25 +9,16 @@ true law's error must be exactly the simulated noise.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from bayescale.check import _split_indices, synthetic_backtest_curves
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def mod():
-    spec = importlib.util.spec_from_file_location(
-        "backtests_script", ROOT / "benchmarks" / "backtests.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("backtests")
 
 
 @pytest.mark.parametrize("law", ["power_n", "chinchilla"])
