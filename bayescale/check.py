@@ -1169,7 +1169,8 @@ class SBCResult:
     status
         Per simulation: the fit's convergence status (``ok``, ``divergences``, ``rhat_high``,
         ``ess_low``, ``bfmi_low``) or ``failed`` (no usable posterior: invalid simulated data
-        or non-finite draws); ``messages`` says why a simulation failed; ``retried`` flags
+        or non-finite draws); ``messages`` says why a simulation failed or missed the
+        convergence gate (the :class:`~bayescale.results.Convergence` problems); ``retried`` flags
         fits re-run by ``fit_many``'s automatic retry.
     diagnostics
         Per simulation (sim,): ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``,
@@ -1577,6 +1578,9 @@ def sbc(
         retried[rows] = batch.retried
         for j, i in enumerate(rows):
             messages[i] = batch.messages[j]
+            if not messages[i] and batch.status[j] not in ("ok", SBC_FAILED):
+                # a fitted simulation that missed the gate: which criterion, on which site
+                messages[i] = "; ".join(batch.convergence(j).problems)
         bd = batch.diagnostics
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
