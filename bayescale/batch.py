@@ -856,6 +856,14 @@ class BatchFit:
             retried=bool(self.retried[i]),
         )
 
+    def message(self, key: str | int) -> str:
+        """Why a curve was not fitted, or why its fit misses the convergence policy (which
+        criterion, on which parameter, and whether its chains disagree); empty when it met it."""
+        i = self.index(key)
+        if self.status[i] != "ok" and self.fitted[i]:
+            return "; ".join(self.convergence(i).problems)
+        return self.messages[i]
+
     def __getitem__(self, key: str | int) -> Fit:
         """The :class:`~bayescale.results.Fit` of one curve (same type and methods as
         ``bs.fit``'s result).
@@ -922,14 +930,7 @@ class BatchFit:
         out["divergences"] = d["divergences"]
         out["min_bfmi"] = d["min_bfmi"]
         out["retried"] = self.retried
-        # why an input was not fitted, or why a fit misses the convergence policy (which
-        # parameter, and whether its chains disagree)
-        out["message"] = [
-            "; ".join(self.convergence(i).problems) if ok and status != "ok" else message
-            for i, (ok, status, message) in enumerate(
-                zip(fitted, self.status, self.messages, strict=True)
-            )
-        ]
+        out["message"] = [self.message(i) for i in range(len(self.curve_ids))]
         out.attrs["prob"] = prob
         return out
 

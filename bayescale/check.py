@@ -1577,10 +1577,7 @@ def sbc(
         status[rows] = batch.status
         retried[rows] = batch.retried
         for j, i in enumerate(rows):
-            messages[i] = batch.messages[j]
-            if not messages[i] and batch.status[j] not in ("ok", SBC_FAILED):
-                # a fitted simulation that missed the gate: which criterion, on which site
-                messages[i] = "; ".join(batch.convergence(j).problems)
+            messages[i] = batch.message(j)
         bd = batch.diagnostics
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
