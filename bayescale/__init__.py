@@ -16,7 +16,7 @@ import jax as _jax
 # converted to float64 NumPy logs before they reach JAX; float32 is an explicit opt-in of fit().
 _jax.config.update("jax_enable_x64", True)
 
-from . import datasets, laws  # noqa: E402
+from . import check, datasets, laws  # noqa: E402
 from ._fit import fit  # noqa: E402
 from .batch import BatchFit, fit_many, load_batch  # noqa: E402
 from .compare import LOOWarning, compare, holdout_split  # noqa: E402
@@ -73,6 +73,7 @@ __all__ = [
     "__version__",
     "as_scaling_data",
     "build_model",
+    "check",
     "compare",
     "datasets",
     "fit",

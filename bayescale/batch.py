@@ -43,7 +43,7 @@ from .infer import batch as engine
 from .infer.nuts import SamplerConfig, pointwise_loglik
 from .laws import Law
 from .laws import get as get_law
-from .model import ModelSpec, build_model
+from .model import ModelSpec, build_model, predictive_draws
 from .results import (
     BFMI_MIN,
     ESS_MIN,
@@ -156,7 +156,7 @@ def _spec_payload(spec: ModelSpec) -> tuple[str, Any]:
         registered = False
     if not registered:
         law = spec.law
-    payload = (law, spec.likelihood, dict(spec.priors), spec.df)
+    payload = (law, spec.likelihood, dict(spec.priors), spec.df, spec.trials)
     try:
         import cloudpickle
 
@@ -170,8 +170,10 @@ def _fit_chunk_remote(token: str, payload: tuple, config: SamplerConfig, arrays:
     """Worker side: rebuild (once per process) the model and run one chunk with the cached
     program of this worker; returns NumPy draws and timings."""
     if token not in _SPECS:
-        law, likelihood, priors, df = payload
-        _SPECS[token] = build_model(law, likelihood=likelihood, priors=priors or None, df=df)
+        law, likelihood, priors, df, trials = payload
+        _SPECS[token] = build_model(
+            law, likelihood=likelihood, priors=priors or None, df=df, trials=trials
+        )
     devices = jax.local_devices()
     count = len(devices)
     while len(arrays["log_loss"]) % count:
@@ -190,6 +192,7 @@ def fit_many(
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float | None = None,
+    trials: int | None = None,
     num_warmup: int = 500,
     num_samples: int = 1000,
     num_chains: int = 4,
@@ -227,8 +230,9 @@ def fit_many(
     columns
         Column-name keywords for a DataFrame/CSV/mapping (``{"D": "Seen Examples",
         "loss": "Loss"}``), as in :func:`~bayescale.data.from_dataframe`.
-    likelihood, priors, df
-        As in :func:`bayescale.fit`.
+    likelihood, priors, df, trials
+        As in :func:`bayescale.fit` (``trials``: items per evaluation of the ``"binomial"``
+        likelihood, the same for every curve).
     num_warmup, num_samples, num_chains
         NUTS iterations and chains per curve. Cost is linear in
         ``curves * num_chains * (num_warmup + num_samples)``; the result holds
@@ -310,6 +314,12 @@ def fit_many(
     if pooling != "none" or share is not None:
         from .pooling import fit_many_pooled
 
+        if trials is not None:
+            raise ValueError(
+                "pooling does not take the binomial likelihood (trials=) yet; fit the curves "
+                "independently (pooling='none') or use likelihood='beta'"
+            )
+
         return fit_many_pooled(
             data, law, pooling=pooling, share=share, curve=curve, columns=columns,
             likelihood=likelihood, priors=priors, df=df, num_warmup=num_warmup,
@@ -319,7 +329,7 @@ def fit_many(
             progress=progress,
         )  # fmt: skip
     start_wall = time.perf_counter()
-    spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
@@ -1034,18 +1044,10 @@ class BatchFit:
 
     def _predictive(self, log_mu: np.ndarray, idx: np.ndarray, rng) -> np.ndarray:
         sigma = self.samples["sigma"][idx].reshape(len(idx), -1)[:, :, None]
-        lik = self.spec.likelihood
-        if lik == "lognormal":
-            return np.exp(log_mu + sigma * rng.standard_normal(log_mu.shape))
-        if lik == "laplace":
-            return np.exp(log_mu + sigma * rng.laplace(size=log_mu.shape))
-        if lik == "student_t":
-            if self.spec.df is not None:
-                nu = self.spec.df
-            else:
-                nu = self.samples["nu"][idx].reshape(len(idx), -1)[:, :, None]
-            return np.exp(log_mu + sigma * rng.standard_t(nu, size=log_mu.shape))
-        return np.exp(log_mu) + sigma * rng.standard_normal(log_mu.shape)
+        nu = None
+        if self.spec.likelihood == "student_t" and self.spec.df is None:
+            nu = self.samples["nu"][idx].reshape(len(idx), -1)[:, :, None]
+        return predictive_draws(self.spec, log_mu, sigma, rng, nu=nu)
 
     # ------------------------------------------------------------------ containers
     def log_likelihood(self, chunk: int = 64) -> np.ndarray:
@@ -1103,6 +1105,7 @@ class BatchFit:
             "law": self.law.name,
             "likelihood": self.spec.likelihood,
             "df": "learnt" if self.spec.df is None else float(self.spec.df),
+            "trials": -1 if self.spec.trials is None else int(self.spec.trials),
             "custom_priors": json.dumps([k for k, _ in self.spec.priors]),
             "config": json.dumps(self.config.__dict__),
             "timing": json.dumps(dict(self.timing)),
@@ -1222,10 +1225,12 @@ def load_batch(path: str | Path) -> BatchFit:
     if attrs.get("bayescale_kind") != "batch":
         raise ValueError(f"{path} holds a single fit, not a batch; read it with bayescale.load")
     df = attrs["df"]
+    trials = int(attrs.get("trials", -1))
     spec = build_model(
         get_law(str(attrs["law"])),
         likelihood=str(attrs["likelihood"]),
         df=None if isinstance(df, str) else float(df),
+        trials=None if trials < 0 else trials,
     )
     ids = [str(c) for c in np.asarray(post["curve"])]
     samples = {k: np.moveaxis(np.asarray(post[k]), -1, 0) for k in spec.site_names}

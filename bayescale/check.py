@@ -137,6 +137,7 @@ def _num_sites(law: Law, fit_kwargs: Mapping[str, Any]) -> int:
         likelihood=fit_kwargs.get("likelihood", "lognormal"),
         priors=fit_kwargs.get("priors"),
         df=fit_kwargs.get("df"),
+        trials=fit_kwargs.get("trials"),
     )
     return len(spec.site_names)
 
@@ -159,8 +160,10 @@ def _too_few(train: ScalingData, law: Law, axis: str | None, num_sites: int) -> 
 def _log_density(fit: Fit, log_mu: np.ndarray, log_y: np.ndarray) -> np.ndarray:
     """Log predictive density of held-out log losses, (M,): log mean over draws of p(log y).
 
-    The density is that of the *log* loss for every likelihood (for ``"normal"``, the density of
-    the loss times the Jacobian ``y``), so values compare across likelihoods.
+    The density is that of the *log* loss for every continuous likelihood (for ``"normal"`` and
+    ``"beta"``, the density of the loss times the Jacobian ``y``), so values compare across
+    them; for ``"binomial"`` (counts of ``trials`` items) it is the beta-binomial log
+    probability of the observed count.
     """
     sigma = np.asarray(fit.samples["sigma"]).reshape(-1)[:, None]
     lik = fit.spec.likelihood
@@ -175,6 +178,16 @@ def _log_density(fit: Fit, log_mu: np.ndarray, log_y: np.ndarray) -> np.ndarray:
         logp = stats.t.logpdf(log_y, nu, loc=log_mu, scale=sigma)
     elif lik == "laplace":
         logp = stats.laplace.logpdf(log_y, loc=log_mu, scale=sigma)
+    elif lik == "beta":  # p(log y) = Beta(y; m phi, (1 - m) phi) * y, phi as in the model
+        m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
+        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
+        logp = stats.beta.logpdf(np.exp(log_y), m * phi, (1.0 - m) * phi) + log_y
+    elif lik == "binomial":  # counts are discrete: the beta-binomial log probability
+        m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
+        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
+        trials = int(fit.spec.trials)
+        count = np.round(np.exp(log_y) * trials)
+        logp = stats.betabinom.logpmf(count, trials, m * phi, (1.0 - m) * phi)
     else:  # normal on the loss: p(log y) = p(y) * y
         y = np.exp(log_y)
         logp = stats.norm.logpdf(y, loc=np.exp(log_mu), scale=sigma) + log_y
@@ -442,8 +455,9 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     Returns
     -------
     pandas.DataFrame
-        One row per group: ``n_fits`` (fits in the group), ``n_train`` (training runs, summed
-        over fits), ``n_test`` (held-out runs; the scores cover those of fitted cuts),
+        One row per group: ``n_fits`` (fits made in the group; curves with too few training
+        runs or no held-out run are counted only in ``status``), ``n_train`` (training runs below
+        the cut, summed over curves, fitted or not), ``n_test`` (held-out runs; the scores cover those of fitted cuts),
         ``max_extrapolation``,
         ``median_are`` and ``mean_are`` (absolute relative error of the median forecast),
         ``rmsle`` (root mean squared log error of the median, the metric of Alabdulmohsin et
@@ -476,7 +490,8 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         for c in ("law", "likelihood"):
             if c not in row and c in group:
                 row[c] = ", ".join(dict.fromkeys(group[c].astype(str)))
-        row["n_fits"] = len(fits)
+        made = fits[~fits["status"].astype(str).isin([TOO_FEW, NO_TEST])]
+        row["n_fits"] = len(made)
         row["n_train"] = int(fits["n_train"].sum())
         row["n_test"] = int(np.isfinite(group["loss"].to_numpy(dtype=float)).sum())
         row["max_extrapolation"] = float(scored["extrapolation"].max()) if len(scored) else np.nan
@@ -497,7 +512,7 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
             if len(counts) == 1 and len(fits) == 1
             else ", ".join(f"{k}: {v}" for k, v in counts.most_common())
         )
-        row["fit_s"] = float(fits["fit_s"].mean())
+        row["fit_s"] = float(made["fit_s"].mean()) if len(made) else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     order = []
@@ -1640,6 +1655,8 @@ def sbc(
             sub = stacked[ok]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ess = np.minimum(engine.ess_bulk(sub), engine.ess_tail(sub)).min(axis=1)
+            # a NaN ESS (a constant or non-finite quantity) keeps every draw rather than one
+            ess = np.where(np.isfinite(ess), ess, float(total))
             thin_f[ok] = np.maximum(1, np.ceil(total / np.maximum(ess, 1.0))).astype(int)
         else:
             thin_f[:] = int(thin)

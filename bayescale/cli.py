@@ -175,13 +175,23 @@ def _fit_header(fit: Fit) -> str:
     )
 
 
+def _retry_text(fit: Fit) -> str:
+    """What the automatic retry ran (its settings depend on why the first pass failed)."""
+    c = fit.config
+    text = (
+        f"after one automatic retry ({c.num_warmup} warm-up + {c.num_samples} draws per chain, "
+        f"target_accept_prob={c.target_accept_prob:g}"
+    )
+    return text + ("" if c.regularize_mass else ", unshrunk mass matrix") + ")"
+
+
 def _convergence_report(fit: Fit) -> str:
     conv = fit.convergence
     numbers = (
         f"max R-hat {conv.max_rhat:.3f}, min ESS bulk {conv.min_ess_bulk:.0f} / tail "
         f"{conv.min_ess_tail:.0f}, {conv.divergences} divergent transitions, min E-BFMI "
         f"{conv.min_bfmi:.2f} ({fit.num_chains} chains x {fit.num_draws} draws"
-        + (", after a retry at target_accept_prob=0.99" if conv.retried else "")
+        + (f", {_retry_text(fit)}" if conv.retried else "")
         + ")"
     )
     if conv.converged:
@@ -212,7 +222,7 @@ def _timing_report(fit: Fit, wall_s: float) -> str:
         f"{t.get('sampling_s', float('nan')):.2f} s"
     )
     if fit.convergence.retried:
-        text += " (of the retry at target_accept_prob=0.99)"
+        text += " (of the retry)"
     return text + f"; whole fit {wall_s:.1f} s."
 
 
@@ -364,7 +374,7 @@ def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[F
     import bayescale as bs
 
     # Check the law, likelihood and data before announcing the (long) compile and sampling.
-    spec = bs.build_model(law, likelihood=args.likelihood)
+    spec = bs.build_model(law, likelihood=args.likelihood, df=None)  # bs.fit learns df
     data.require(spec.law.inputs, num_params=len(spec.site_names), law=spec.law.name)
     _progress(
         f"compiling and sampling {what}({args.num_chains} chains x ({args.num_warmup} warm-up "
@@ -450,12 +460,15 @@ def _cmd_laws(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from bayescale import UnconvergedError
+
     targets = [(text, _parse_target(text)) for text in args.predict]
     _check_targets(args.law, targets)
     data = _read_data(args)
     print(f"Data: {data.describe()}")
     curves = data.curves()
     frames = []
+    refused: list[tuple[str, str]] = []
     for cid, sub in curves.items():
         many = len(curves) > 1
         if many:
@@ -474,10 +487,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             fit.save(out)
             print(f"Saved the posterior to {out}")
         rows = []
-        for text, target in targets:
-            row = _predict(fit, target, args.prob, args.force)
-            row.insert(0, "target", text)
-            rows.append(row)
+        try:
+            for text, target in targets:
+                row = _predict(fit, target, args.prob, args.force)
+                row.insert(0, "target", text)
+                rows.append(row)
+        except UnconvergedError as exc:
+            if not many:
+                raise
+            # Forecast the other curves; the refusal ends the command (exit 2) after them.
+            refused.append((cid, str(exc)))
+            print(f"(no forecasts for curve {cid!r}: it fails the convergence gate badly)")
+            rows = []
         if rows:
             frame = pd.concat(rows, ignore_index=True)
             if many:
@@ -489,6 +510,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.csv and frames:
         pd.concat(frames, ignore_index=True).to_csv(args.csv, index=False)
         print(f"Wrote forecasts to {args.csv}")
+    if refused:
+        names = ", ".join(repr(cid) for cid, _ in refused)
+        raise UnconvergedError(
+            f"refused to forecast {len(refused)} of {len(curves)} curves ({names}): their fits "
+            f"fail the convergence gate badly; first: {refused[0][1]}"
+        )
     return 0
 
 
@@ -551,6 +578,11 @@ def _cmd_optimal(args: argparse.Namespace) -> int:
         if args.law is not None and args.law != fit.law.name:
             raise ValueError(
                 f"{path} holds a {fit.law.name!r} fit but --law {args.law!r} was given"
+            )
+        if not isinstance(fit, bs.Fit):
+            raise ValueError(
+                f"{path} holds a batch of {len(fit)} curves (bs.fit_many); `bayescale optimal` "
+                "plans from one fit: fit the curve alone (bayescale fit --out FILE.nc)"
             )
         print(f"Loaded {path}: {_fit_header(fit)}")
     else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
@@ -126,6 +127,33 @@ class ModelSpec:
                 numpyro.sample("obs", dist.Normal(jnp.exp(mu), sigma), obs=obs)
 
 
+def predictive_draws(spec: ModelSpec, log_mu: Any, sigma: Any, rng: Any, *, nu: Any = None) -> Any:
+    """Draws of a new observation (loss, or accuracy for the proportion likelihoods) given the
+    law's log mean ``log_mu`` and the noise draws ``sigma`` (NumPy, broadcasting).
+
+    ``nu`` holds the Student-t degrees of freedom when the fit learnt them (``spec.df`` is
+    None); ``rng`` is a ``numpy.random.Generator``. Shared by ``Fit.predict`` and
+    ``BatchFit.predict`` so that both sample the likelihood the model was fitted with.
+    """
+    lik = spec.likelihood
+    if lik == "lognormal":
+        return np.exp(log_mu + sigma * rng.standard_normal(np.shape(log_mu)))
+    if lik == "laplace":
+        return np.exp(log_mu + sigma * rng.laplace(size=np.shape(log_mu)))
+    if lik == "student_t":
+        df = spec.df if spec.df is not None else nu
+        return np.exp(log_mu + sigma * rng.standard_t(df, size=np.shape(log_mu)))
+    if lik in PROPORTION_LIKELIHOODS:
+        m = np.clip(np.exp(log_mu), 1e-9, 1 - 1e-9)
+        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
+        p = rng.beta(m * phi, (1.0 - m) * phi)
+        if lik == "beta":
+            return p
+        n = int(spec.trials)
+        return rng.binomial(n, p) / n
+    return np.exp(log_mu) + sigma * rng.standard_normal(np.shape(log_mu))
+
+
 def build_model(
     law: str | Law,
     *,
@@ -170,6 +198,8 @@ def build_model(
         )
     priors = dict(priors or {})
     known = (*law.param_names, "sigma")
+    if likelihood == "student_t" and df is None:
+        known = (*known, "nu")  # the learnt degrees of freedom (default Gamma(2, 0.1))
     bad = [k for k in priors if k not in known]
     if bad:
         raise ModelError(

@@ -22,7 +22,7 @@ from .data import DataWarning, ScalingData, from_arrays, prediction_inputs
 from .infer.nuts import SamplerConfig, log_likelihood
 from .laws import Law
 from .laws import get as get_law
-from .model import ModelSpec, build_model
+from .model import ModelSpec, build_model, predictive_draws
 
 __version__ = "0.1.0"
 
@@ -173,8 +173,12 @@ def chain_disagreement(draws: np.ndarray, name: str) -> str:
 
 
 def _worst(values: Mapping[str, float], largest: bool) -> str:
-    """Name of the largest (smallest) finite value, "" when none is finite."""
-    finite = {k: float(v) for k, v in values.items() if np.isfinite(v)}
+    """Name of the first non-finite value (a NaN diagnostic fails the policy), else of the
+    largest (smallest) value; "" when there are none."""
+    for k, v in values.items():
+        if not np.isfinite(v):
+            return k
+    finite = {k: float(v) for k, v in values.items()}
     if not finite:
         return ""
     return (max if largest else min)(finite, key=finite.__getitem__)
@@ -198,7 +202,7 @@ def convergence_of(
     diagnostics ``rhat``, ``ess_bulk``, ``ess_tail`` (shared by single fits and the curves of
     a batch, which aggregate them with their own NaN handling)."""
     worst_rhat = _worst(rhat, largest=True)
-    min_ess = {k: min(ess_bulk[k], ess_tail[k]) for k in ess_bulk}
+    min_ess = {k: float(np.minimum(ess_bulk[k], ess_tail[k])) for k in ess_bulk}
     disagreement = ""
     if worst_rhat and not max_rhat <= RHAT_MAX:
         disagreement = chain_disagreement(draws[worst_rhat], worst_rhat)
@@ -225,14 +229,19 @@ def diagnose(
     table = pd.DataFrame(
         {"mcse_mean": mcse, "ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}
     ).loc[list(draws)]
+    # A site whose draws are one finite constant (a point-mass prior) has no R-hat and is not
+    # judged; any other NaN diagnostic (non-finite or stuck draws) fails the gate, as in a batch.
+    judged = [
+        k for k, v in draws.items() if not (np.all(np.isfinite(v)) and np.ptp(np.asarray(v)) == 0)
+    ] or list(draws)
     conv = convergence_of(
         draws,
-        table["r_hat"].to_dict(),
-        table["ess_bulk"].to_dict(),
-        table["ess_tail"].to_dict(),
-        max_rhat=float(np.nanmax(table["r_hat"])),
-        min_ess_bulk=float(np.nanmin(table["ess_bulk"])),
-        min_ess_tail=float(np.nanmin(table["ess_tail"])),
+        table.loc[judged, "r_hat"].to_dict(),
+        table.loc[judged, "ess_bulk"].to_dict(),
+        table.loc[judged, "ess_tail"].to_dict(),
+        max_rhat=float(np.max(table.loc[judged, "r_hat"].to_numpy())),
+        min_ess_bulk=float(np.min(table.loc[judged, "ess_bulk"].to_numpy())),
+        min_ess_tail=float(np.min(table.loc[judged, "ess_tail"].to_numpy())),
         divergences=int(np.sum(diverging)),
         num_draws=int(np.size(diverging)),
         min_bfmi=float(np.min(azc.bfmi(energy))),
@@ -488,29 +497,11 @@ class Fit:
         return np.asarray(_mean_fn(self.law)(params, log_x, ref))
 
     def _predictive(self, log_mu: np.ndarray, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
         sigma = self.samples["sigma"].reshape(-1)[:, None]
-        lik = self.spec.likelihood
-        if lik == "lognormal":
-            return np.exp(log_mu + sigma * rng.standard_normal(log_mu.shape))
-        if lik == "laplace":
-            return np.exp(log_mu + sigma * rng.laplace(size=log_mu.shape))
-        if lik == "student_t":
-            nu = (
-                self.spec.df
-                if self.spec.df is not None
-                else self.samples["nu"].reshape(-1)[:, None]
-            )
-            return np.exp(log_mu + sigma * rng.standard_t(nu, size=log_mu.shape))
-        if lik in ("beta", "binomial"):
-            m = np.clip(np.exp(log_mu), 1e-9, 1 - 1e-9)
-            phi = np.maximum(0.25 / sigma**2 - 1.0, 1e-6)
-            p = rng.beta(m * phi, (1.0 - m) * phi)
-            if lik == "beta":
-                return p
-            n = int(self.spec.trials)
-            return rng.binomial(n, p) / n
-        return np.exp(log_mu) + sigma * rng.standard_normal(log_mu.shape)
+        nu = None
+        if self.spec.likelihood == "student_t" and self.spec.df is None:
+            nu = self.samples["nu"].reshape(-1)[:, None]
+        return predictive_draws(self.spec, log_mu, sigma, np.random.default_rng(seed), nu=nu)
 
     # ------------------------------------------------------------------ containers
     def log_likelihood(self) -> np.ndarray:

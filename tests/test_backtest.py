@@ -73,29 +73,44 @@ def stub(pure_power_fit):
 
 
 # ----------------------------------------------------------------------------- scores
-@pytest.mark.parametrize("likelihood", ["lognormal", "student_t", "laplace", "normal"])
+@pytest.mark.parametrize(
+    "likelihood", ["lognormal", "student_t", "laplace", "normal", "beta", "binomial"]
+)
 def test_log_density_is_numpyros(likelihood):
-    """lpd = log mean over draws of the density of the held-out log loss (NumPyro's)."""
+    """lpd = log mean over draws of the density of the held-out log loss (NumPyro's); for the
+    accuracy likelihoods the model's Beta density (times y) or beta-binomial count probability."""
     mu = np.array([[0.9, 1.1], [1.0, 1.05], [0.95, 1.2]])  # 3 draws x 2 held-out runs
     sigma = np.array([0.05, 0.08, 0.04])
     nu = np.array([3.0, 7.0, 30.0])
     log_y = np.array([0.97, 1.12])
+    if likelihood in ("beta", "binomial"):  # accuracies: mean 0.9, 0.93, ...; y 0.97, 0.8
+        mu, log_y = np.log(np.exp(mu) * 0.3), np.log([0.97, 0.8])
     fake = SimpleNamespace(
         samples={"sigma": sigma[None, :], "nu": nu[None, :]},
-        spec=SimpleNamespace(likelihood=likelihood, df=None),
+        spec=SimpleNamespace(likelihood=likelihood, df=None, trials=40),
     )
     s, n = sigma[:, None], nu[:, None]
+    phi = np.asarray(bs.model.beta_precision(s))
     if likelihood == "lognormal":
         logp = dist.Normal(mu, s).log_prob(log_y)
     elif likelihood == "student_t":
         logp = dist.StudentT(n, mu, s).log_prob(log_y)
     elif likelihood == "laplace":
         logp = dist.Laplace(mu, s).log_prob(log_y)
+    elif likelihood == "beta":  # density of log y = Beta density of y times y
+        m = np.exp(mu)
+        y = np.broadcast_to(np.exp(log_y), m.shape)
+        logp = np.asarray(dist.Beta(m * phi, (1 - m) * phi).log_prob(y)) + log_y
+    elif likelihood == "binomial":  # 40 items: 0.97 -> 39 right, 0.8 -> 32 right
+        m = np.exp(mu)
+        count = np.broadcast_to([39.0, 32.0], m.shape)
+        logp = dist.BetaBinomial(m * phi, (1 - m) * phi, 40).log_prob(count)
     else:  # density of log y = density of y times y
         logp = np.asarray(dist.Normal(np.exp(mu), s).log_prob(np.exp(log_y))) + log_y[None, :]
     expected = logsumexp(np.asarray(logp), axis=0) - math.log(3)
     got = check._log_density(fake, mu, log_y)
-    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    # SciPy's and NumPyro's log-beta functions differ in the 9th digit
+    np.testing.assert_allclose(got, expected, rtol=1e-7 if likelihood == "binomial" else 1e-10)
 
 
 def test_summarize_by_hand():
@@ -124,6 +139,13 @@ def test_summarize_by_hand():
     )
     table = summarize(points, by=["cut"]).iloc[0]
     assert table["n_fits"] == 2 and table["n_train"] == 17 and table["n_test"] == 4
+    # a curve with too few training runs is no fit: it shows in status, not in n_fits/fit_s
+    unfit = points.iloc[[0]].assign(
+        curve="c", median=np.nan, n_train=2, status="too_few_runs", fit_s=0.0
+    )
+    both = summarize(pd.concat([points, unfit]), by=["cut"]).iloc[0]
+    assert both["n_fits"] == 2 and both["n_train"] == 19 and both["fit_s"] == pytest.approx(2.0)
+    assert both["status"] == "ok: 1, divergences: 1, too_few_runs: 1"
     assert table["median_are"] == pytest.approx(np.median([0.01, 0.05, 0.0, 0.1]))
     assert table["mean_are"] == pytest.approx(0.04)
     assert table["rmsle"] == pytest.approx(np.sqrt(np.mean(np.log(median / loss) ** 2)))

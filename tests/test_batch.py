@@ -677,3 +677,29 @@ def test_thin_draws_keeps_every_kth_draw_and_counts_divergent_groups():
     ratio = engine.bfmi(stw["energy"]) / stw["bfmi"]
     np.testing.assert_allclose(ratio, 4.0, rtol=0.15)
     assert st["step_size"] is stats["step_size"]
+
+
+def test_predictive_draws_follow_the_fitted_likelihood():
+    """BatchFit.predict and Fit.predict share one sampler of new observations: for accuracies
+    it draws the model's Beta (mean m, sd sqrt(m (1 - m) / (1 + phi))) or beta-binomial, never
+    the Normal noise of a loss (which put 29% of the draws above 1 at m = 0.95, sigma = 0.1)."""
+    from bayescale.model import predictive_draws
+
+    rng = np.random.default_rng(0)
+    log_mu = np.full((200_000, 1), np.log(0.95))
+    sigma = np.full((200_000, 1), 0.1)
+    phi = 0.25 / 0.1**2 - 1.0
+    beta = predictive_draws(bs.build_model("sigmoid_c", likelihood="beta"), log_mu, sigma, rng)
+    assert 0 < beta.min() and beta.max() < 1
+    sd = np.sqrt(0.95 * 0.05 / (1 + phi))  # 0.0436; the mean of 2e5 draws has sd 1e-4
+    assert beta.mean() == pytest.approx(0.95, abs=5e-4) and beta.std() == pytest.approx(
+        sd, rel=0.01
+    )
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=50)
+    counts = predictive_draws(spec, log_mu, sigma, rng) * 50
+    assert np.allclose(counts, np.round(counts)) and counts.max() <= 50
+    # beta-binomial variance: n m (1 - m) (n + phi) / (1 + phi)
+    var = 50 * 0.95 * 0.05 * (50 + phi) / (1 + phi)
+    assert counts.var() == pytest.approx(var, rel=0.02)
+    normal = predictive_draws(bs.build_model("power_n"), np.zeros((200_000, 1)), sigma, rng)
+    assert np.log(normal).std() == pytest.approx(0.1, rel=0.01)  # lognormal: sd of log loss

@@ -245,6 +245,54 @@ def test_unconverged_fit_needs_force(fitted, synthetic_csv, monkeypatch):
     assert run_cli(["optimal", fitted.fit_path, "--compute", "1e22", "--force"]).rc == 0
 
 
+def test_fit_with_curves_forecasts_the_others_when_one_is_refused(fitted, tmp_path, monkeypatch):
+    """A curve whose fit fails badly is refused, the other curves are still fitted and
+    forecast (and written to --csv); the command then exits 2 naming the refused curve."""
+    good, bad = bs.load(fitted.fit_path), _badly_unconverged(fitted.fit_path)
+    fits = iter([bad, good])
+    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: next(fits))
+    frames = [chinchilla_synthetic(seed=s, as_data=False).assign(run_set=f"s{s}") for s in (1, 2)]
+    path = tmp_path / "curves.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    argv = ["fit", path, "--curve", "run_set", "--predict", "N=1e9,D=2e10"]
+    result = run_cli([*argv, "--csv", tmp_path / "f.csv"])
+    line = _error_line(result, after_fit=True)
+    assert "refused to forecast 1 of 2 curves ('s1')" in line and "--force" in line
+    assert "no forecasts for curve 's1'" in result.out
+    assert list(pd.read_csv(tmp_path / "f.csv")["curve"]) == ["s2"]
+
+
+def test_optimal_rejects_a_saved_batch(fitted, monkeypatch):
+    """A file written by fit-many holds many curves: one line, exit 2 (not a traceback)."""
+
+    class Batch(bs.BatchFit):  # what bs.load returns for a batch file, without fitting one
+        def __init__(self):
+            pass
+
+        def __len__(self):
+            return 3
+
+    monkeypatch.setattr(bs, "load", lambda path: Batch())
+    line = _error_line(run_cli(["optimal", fitted.fit_path, "--compute", "1e22"]))
+    assert "holds a batch of 3 curves" in line
+
+
+def test_retry_is_described_from_its_settings():
+    """The report says what the retry ran: smaller steps after divergences, longer chains
+    with an unshrunk mass matrix after slow mixing (not always 'target 0.99')."""
+    from bayescale.infer.nuts import SamplerConfig
+
+    slow = SimpleNamespace(
+        config=SamplerConfig(num_warmup=1000, num_samples=2000, regularize_mass=False)
+    )
+    assert cli._retry_text(slow) == (
+        "after one automatic retry (1000 warm-up + 2000 draws per chain, "
+        "target_accept_prob=0.9, unshrunk mass matrix)"
+    )
+    steps = SimpleNamespace(config=SamplerConfig(target_accept_prob=0.99))
+    assert cli._retry_text(steps).endswith("draws per chain, target_accept_prob=0.99)")
+
+
 # --------------------------------------------------------------------------------- demo, laws
 def test_demo_quick_writes_figures_and_tables(tmp_path):
     out = tmp_path / "demo"
@@ -286,6 +334,7 @@ def bad_inputs(tmp_path, synthetic_csv) -> dict[str, Path]:
     (tmp_path / "empty.csv").write_text("")
     dup = good.iloc[[0, 9, 18, 0]]  # 4 rows, one repeated: too few for 6 parameters
     (tmp_path / "dup.csv").write_text(dup.to_csv(index=False))
+    (tmp_path / "five.csv").write_text(good.iloc[[0, 9, 18, 27, 36]].to_csv(index=False))
     return {p.stem: p for p in tmp_path.glob("*.csv")} | {"good": synthetic_csv}
 
 
@@ -302,6 +351,11 @@ def bad_inputs(tmp_path, synthetic_csv) -> dict[str, Path]:
         (["fit", "{good}", "--predict", "P=70B"], r"expected comma-separated N=\.\.\."),
         (["fit", "{good}", "--likelihood", "normal", "--law", "nope"], r"unknown law 'nope'"),
         (["fit", "{missing}"], r"no such file: .*missing\.csv"),
+        # student_t learns its degrees of freedom: 5 parameters, caught before sampling
+        (
+            ["fit", "{five}", "--law", "power_n", "--likelihood", "student_t"],
+            r"law 'power_n' has 5 parameters but the data has 5 points",
+        ),
         (["optimal", "{missing_nc}", "--compute", "1e22"], r"no such file"),
         (["optimal", "{good}", "--compute", "0"], r"--compute '0': value '0' must be > 0"),
     ],

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import FAST, SHARED
+from scipy import stats
 from scipy.optimize import least_squares
 
 import bayescale as bs
@@ -517,3 +518,37 @@ def test_sigmoid_with_proportion_likelihoods_recovers_accuracy_law(likelihood):
         bs.fit(bs.from_arrays(C=C, loss=acc + 1.0), law=sigmoid_c, likelihood="beta")
     with pytest.raises(bs.ModelError, match="trials"):
         bs.build_model(sigmoid_c, likelihood="binomial")
+
+    # The batch engine takes the same likelihood (and trials) and its predictive draws are
+    # accuracies: the Beta / beta-binomial of the model, never the Normal noise of a loss.
+    batch = bs.fit_many(
+        {"a": bs.from_arrays(C=C, loss=acc)}, sigmoid_c, likelihood=likelihood, rng_key=0,
+        retry=False, progress=False, **FAST, **kw,
+    )  # fmt: skip
+    assert batch.spec.trials == kw.get("trials")
+    far = batch.predict(C=1e23, prob=0.99)
+    assert 0 < far.pred_lower[0] < far.loss_median[0] < far.pred_upper[0] < 1
+    assert abs(far.loss_median[0] - pred.loss_median[0]) < 0.01
+
+    # A backtest of accuracies: held-out runs scored with the model's own density (a Beta
+    # density of log y, or the beta-binomial probability of the count), not a Normal one.
+    split = C < 3e22  # 17 training runs, 13 held out (up to 30x beyond)
+    points = bs.check.backtest_points(
+        bs.from_arrays(C=C, loss=acc), sigmoid_c, split=split,
+        fit_kwargs={"likelihood": likelihood, "rng_key": 0, "retry": False, **FAST, **kw},
+    )  # fmt: skip
+    assert len(points) == 13 and np.all(np.isfinite(points["lpd"]))
+    # data drawn from the model: no forecast scores much above the true density on average
+    # (Gibbs' inequality), and the 90% predictive intervals cover the held-out accuracies
+    m = _sigmoid_numpy(truth, C[~split])
+    if likelihood == "beta":
+        a, b = m * (0.25 / np.hypot(0.02, np.sqrt(0.25 / 1000)) ** 2 - 1.0), None
+        b = (1 - m) * (a / m)
+        true_lpd = stats.beta.logpdf(acc[~split], a, b) + np.log(acc[~split])
+    else:
+        true_lpd = stats.betabinom.logpmf(
+            np.round(acc[~split] * 1000), 1000, m * phi, (1 - m) * phi
+        )
+    inside = (points["lower90"] <= points["loss"]) & (points["loss"] <= points["upper90"])
+    assert points["lpd"].mean() < true_lpd.mean() + 0.5, (points["lpd"], true_lpd)
+    assert inside.mean() >= 0.75, points

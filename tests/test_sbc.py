@@ -121,6 +121,34 @@ def test_priors_are_fixed_at_the_design_reference():
     assert np.std(log_alpha) == pytest.approx(0.75, rel=0.05)
 
 
+def test_learnt_student_t_df_is_simulated_from_its_prior():
+    """With df=None the Student-t degrees of freedom are a sampled site: SBC fixes their prior
+    too (Gamma(2, 0.1), mean 20) and draws them with the law's parameters."""
+    sim = check._sbc_simulate(
+        bs.laws.get("power_n"),
+        None,
+        4000,
+        likelihood="student_t",
+        noise_scale=1.0,
+        seed=3,
+        priors=None,
+        df=None,
+    )
+    assert sim["spec"].site_names[-1] == "nu" and "nu" in dict(sim["spec"].priors)
+    # Gamma(2, 0.1): mean 20, sd 14.1; the mean of 4000 draws has sd 0.22 (4.5 sd below)
+    assert np.mean(sim["truth"]["nu"]) == pytest.approx(20.0, abs=1.0)
+
+
+def test_check_is_a_module_of_the_package():
+    """`bs.check.sbc` works right after `import bayescale as bs` (README, docstrings)."""
+    import subprocess
+    import sys
+
+    code = "import bayescale as bs; print(bs.check.sbc.__name__, bs.check.backtest.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["sbc", "backtest"]
+
+
 @pytest.mark.parametrize("noise_scale", [1.0, 1.5])
 def test_simulator_noise(noise_scale):
     """The simulated log losses scatter around the law with sd noise_scale x sigma."""
