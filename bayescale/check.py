@@ -725,6 +725,22 @@ _EXPONENT = re.compile(r"^(alpha|beta|gamma|b)(_.*)?$")
 _LEVEL_SITE = "log_L_ref"
 
 
+def _irreducible(law: Law) -> str:
+    """Natural name of a law's irreducible loss: ``E``, or ``law.extra["irreducible"]`` (the
+    broken power laws' ``a``)."""
+    return str(law.extra.get("irreducible", "E"))
+
+
+def _exponent_names(law: Law) -> list[str]:
+    """Exponents whose posterior correlation with the irreducible loss is checked: the law's
+    ``extra["exponents"]`` (natural or sampled names) when given, else its natural parameters
+    named like exponents (``alpha``, ``beta``, ``gamma``, ``b``, with suffixes)."""
+    if "exponents" in law.extra:
+        return [str(n) for n in law.extra["exponents"]]
+    e = _irreducible(law)
+    return [n for n in law.natural_names if n != e and _EXPONENT.match(n)]
+
+
 class IdentifiabilityWarning(UserWarning):
     """The data do not constrain the irreducible loss: forecasts far out rest on the prior."""
 
@@ -758,7 +774,8 @@ def identifiability_stats(
     Parameters
     ----------
     fit
-        A fit of a law with a natural parameter ``E``.
+        A fit of a law with a natural parameter ``E`` (or the one its ``extra["irreducible"]``
+        names, ``a`` for the broken power laws).
     num_prior_draws
         Prior draws used to estimate the prior sd of ``E`` (Monte Carlo error of the sd
         about ``1/sqrt(2 num_prior_draws)``, 0.5% by default).
@@ -784,9 +801,10 @@ def identifiability_stats(
     parameters from their priors. Laws without ``log_L_ref`` (e.g. a custom law sampling E
     directly) use the plain prior.
     """
-    if "E" not in fit.law.natural_names:
+    e_name = _irreducible(fit.law)
+    if e_name not in fit.law.natural_names:
         return {}
-    post = np.asarray(fit.params["E"]).reshape(-1)
+    post = np.asarray(fit.params[e_name]).reshape(-1)
     level = None
     if _LEVEL_SITE in fit.law.param_names:
         draws = np.asarray(fit.samples[_LEVEL_SITE]).reshape(-1)
@@ -800,16 +818,17 @@ def identifiability_stats(
     }
     if level is not None:
         prior[_LEVEL_SITE] = level
-    prior_e = np.asarray(fit.law.natural(prior, ref)["E"])
+    prior_e = np.asarray(fit.law.natural(prior, ref)[e_name])
     prior_e = prior_e[np.isfinite(prior_e)]
     out = {
         "post_sd": float(post.std(ddof=1)),
         "prior_sd": float(prior_e.std(ddof=1)),
     }
     out["sd_ratio"] = out["post_sd"] / out["prior_sd"] if out["prior_sd"] > 0 else np.nan
-    for name in fit.law.natural_names:
-        if name != "E" and _EXPONENT.match(name):
-            other = np.asarray(fit.params[name]).reshape(-1)
+    for name in _exponent_names(fit.law):
+        source = fit.params if name in fit.params else fit.samples
+        if name in source:
+            other = np.asarray(source[name]).reshape(-1)
             if post.std() > 0 and other.std() > 0:
                 out[f"corr_{name}"] = float(np.corrcoef(post, other)[0, 1])
     return out
@@ -835,7 +854,9 @@ def identifiability(
     Parameters
     ----------
     fit
-        A fitted law; laws without a parameter ``E`` (Kaplan laws) give no warnings.
+        A fitted law; laws without an irreducible loss (Kaplan laws) give no warnings. The
+        broken power laws' irreducible loss is ``a`` (Caballero et al.), checked against the
+        slope of each segment (``alpha_0`` ..).
     sd_ratio, corr, corr_min_ratio
         Thresholds.
 
@@ -867,12 +888,13 @@ def identifiability(
     s = identifiability_stats(fit)
     if not s:
         return []
+    e = _irreducible(fit.law)
     out = []
     if s["sd_ratio"] > sd_ratio:
         out.append(
-            f"the data barely constrain the irreducible loss E: its posterior sd "
+            f"the data barely constrain the irreducible loss {e}: its posterior sd "
             f"{s['post_sd']:.3g} is {100 * s['sd_ratio']:.0f}% of its prior sd {s['prior_sd']:.3g} "
-            f"(at the data's loss level); forecasts beyond the data follow the prior of E - "
+            f"(at the data's loss level); forecasts beyond the data follow the prior of {e} - "
             "add runs at larger scale or state an informative prior"
         )
     corrs = {k[5:]: v for k, v in s.items() if k.startswith("corr_")}
@@ -880,9 +902,9 @@ def identifiability(
         name, value = max(corrs.items(), key=lambda kv: abs(kv[1]))
         if abs(value) > corr and s["sd_ratio"] > corr_min_ratio:
             out.append(
-                f"the irreducible loss E trades off against {name}: posterior correlation "
+                f"the irreducible loss {e} trades off against {name}: posterior correlation "
                 f"{value:+.2f} (|corr| > {corr:g}); the data fix a combination of the two, not "
-                "E itself, so extrapolations depend on the prior of E"
+                f"{e} itself, so extrapolations depend on the prior of {e}"
             )
     return out
 

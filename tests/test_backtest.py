@@ -491,10 +491,46 @@ def test_chinchilla_isoflop_design_identifies_e():
 def test_identifiability_rules(monkeypatch, ratio, corr, expected):
     stats = {"post_sd": ratio, "prior_sd": 1.0, "sd_ratio": ratio, "corr_alpha": corr}
     monkeypatch.setattr(check, "identifiability_stats", lambda fit: stats)
-    messages = identifiability(None)
+    messages = identifiability(SimpleNamespace(law=bs.laws.get("power_n")))
     assert len(messages) == len(expected)
     for message, key in zip(messages, expected, strict=True):
         assert key in message
+
+
+def _fake_bnsl_fit(frac_sd: float | None, num: int = 4000):
+    """A stand-in for a fitted bnsl_1 whose 'posterior' pins the loss level (as any data do)
+    and draws every other parameter from its prior, or also pins ``frac`` (hence ``a``)."""
+    law = bs.laws.get("bnsl_1")
+    spec = bs.build_model(law)
+    ref = {"D": math.log(1e9), "loss": math.log(2.5)}
+    rng = np.random.default_rng(0)
+    draws = {
+        name: check._sample_prior(spec.prior(name, ref), rng, num, i)[None, :]
+        for i, name in enumerate(spec.site_names)
+    }
+    draws["log_L_ref"] = ref["loss"] + 0.01 * rng.standard_normal((1, num))
+    if frac_sd is not None:
+        draws["frac"] = 0.5 + frac_sd * rng.standard_normal((1, num))
+    natural = law.natural({k: draws[k] for k in law.param_names}, ref)
+    params = {k: np.asarray(v) for k, v in natural.items()}
+    return SimpleNamespace(law=law, spec=spec, ref=ref, samples=draws, params=params)
+
+
+def test_broken_power_law_irreducible_loss_is_checked():
+    """The BNSL's irreducible loss is Caballero's ``a``: a posterior of ``a`` that is its prior
+    (at the data's loss level) is flagged by name; a pinned one is not. The exponents checked
+    are the segment slopes alpha_0, alpha_1 (drawn independently of ``a`` here: |corr| small)."""
+    free = _fake_bnsl_fit(None)
+    stats = identifiability_stats(free)
+    # posterior = prior: the sd ratio is 1 up to Monte Carlo error (~1/sqrt(2 * 4000) = 1.1%,
+    # plus that of the 20,000 prior draws)
+    assert stats["sd_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert set(stats) >= {"corr_alpha_0", "corr_alpha_1"} and "corr_b" not in stats
+    assert max(abs(stats["corr_alpha_0"]), abs(stats["corr_alpha_1"])) < 0.1
+    (message,) = identifiability(free)
+    assert message.startswith("the data barely constrain the irreducible loss a:")
+    pinned = _fake_bnsl_fit(0.005)
+    assert identifiability_stats(pinned)["sd_ratio"] < 0.05 and identifiability(pinned) == []
 
 
 def test_laws_without_e_have_no_identifiability_statistics():

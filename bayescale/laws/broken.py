@@ -229,6 +229,9 @@ def bnsl(x: str = "D", breaks: int = 1, *, name: str | None = None) -> Law:
         natural_names=(*natural_names, *(f"f{i}" for i in idx)),
         formula=f"L = a + b * {x}^(-c0) * {factors}",
         citation=CABALLERO_2022,
+        # identifiability warnings (bayescale.check.identifiability): the irreducible loss is
+        # Caballero's ``a``; it trades off against the slopes of the segments
+        extra={"irreducible": "a", "exponents": tuple(f"alpha_{i}" for i in range(breaks + 1))},
     )
 
 
