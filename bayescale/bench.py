@@ -409,6 +409,22 @@ def git_commit_label() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def sbc_variant_report(result: Any, seconds: float) -> str:
+    """What the SBC scripts of unshipped variants print (``benchmarks/bnsl_variants.py``,
+    ``benchmarks/datablations_variants.py``): time, the result, the convergence gate, the
+    status counts and each fit's largest R-hat."""
+    max_rhat = np.round(np.asarray(result.diagnostics["max_rhat"], float), 3)
+    return "\n".join(
+        [
+            f"{seconds:.0f} s",
+            str(result),
+            f"gate: {result.gate()}",
+            f"status: {result.status_counts()}",
+            f"max R-hat per fit: {max_rhat}",
+        ]
+    )
+
+
 def environment(dtype: str = "float64") -> dict[str, Any]:
     """Where and with what the benchmark runs: device, platform, versions, git commit, date.
 

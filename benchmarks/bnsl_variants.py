@@ -35,11 +35,11 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import AffineTransform
 
 from bayescale import check
+from bayescale.bench import sbc_variant_report
 from bayescale.laws import _priors, bnsl_1
 from bayescale.laws.base import Law, Parameter
 
@@ -132,11 +132,7 @@ def main() -> None:
         num_simulations=args.num_simulations,
         seed=args.seed,
     )
-    print(f"{time.time() - start:.0f} s")
-    print(res)
-    print("gate:", res.gate())
-    print("status:", res.status_counts())
-    print("max R-hat per fit:", np.round(np.asarray(res.diagnostics["max_rhat"], float), 3))
+    print(sbc_variant_report(res, time.time() - start))
 
 
 if __name__ == "__main__":

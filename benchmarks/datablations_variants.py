@@ -36,10 +36,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as dist
 
 from bayescale import check
+from bayescale.bench import sbc_variant_report
 from bayescale.laws.base import Parameter
 from bayescale.laws.datablations import PARAMETERS, _build
 
@@ -87,11 +87,7 @@ def main() -> None:
         seed=args.seed,
         progress=False,
     )
-    print(f"{time.time() - start:.0f} s")
-    print(res)
-    print("gate:", res.gate())
-    print("status:", res.status_counts())
-    print("max R-hat per fit:", np.round(np.asarray(res.diagnostics["max_rhat"], float), 3))
+    print(sbc_variant_report(res, time.time() - start))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,20 @@ def test_default_designs(law):
     np.testing.assert_allclose(design.loss, level)
 
 
+def _simulate_power_n(*, likelihood: str, df: float | None) -> dict:
+    """4,000 SBC prior draws and simulations of power_n on its default design (seed 3)."""
+    return check._sbc_simulate(
+        bs.laws.get("power_n"),
+        None,
+        4000,
+        likelihood=likelihood,
+        noise_scale=1.0,
+        seed=3,
+        priors=None,
+        df=df,
+    )
+
+
 def test_priors_are_fixed_at_the_design_reference():
     """The fit's priors are the default priors evaluated at the design's reference point
     (reference_point(design), as bs.fit computes it), whatever data are simulated; the prior
@@ -99,16 +113,7 @@ def test_priors_are_fixed_at_the_design_reference():
     assert ref["loss"] == pytest.approx(math.log(2.5)) and ref["N"] == pytest.approx(
         np.mean(np.log(design.N))
     )
-    sim = check._sbc_simulate(
-        bs.laws.get("power_n"),
-        None,
-        4000,
-        likelihood="lognormal",
-        noise_scale=1.0,
-        seed=3,
-        priors=None,
-        df=4.0,
-    )
+    sim = _simulate_power_n(likelihood="lognormal", df=4.0)
     fixed = dict(sim["spec"].priors)
     assert set(fixed) == {"log_L_ref", "frac", "alpha", "sigma"}
     shifted = {**ref, "loss": ref["loss"] + 3.0}  # another data set's mean log loss
@@ -124,16 +129,7 @@ def test_priors_are_fixed_at_the_design_reference():
 def test_learnt_student_t_df_is_simulated_from_its_prior():
     """With df=None the Student-t degrees of freedom are a sampled site: SBC fixes their prior
     too (Gamma(2, 0.1), mean 20) and draws them with the law's parameters."""
-    sim = check._sbc_simulate(
-        bs.laws.get("power_n"),
-        None,
-        4000,
-        likelihood="student_t",
-        noise_scale=1.0,
-        seed=3,
-        priors=None,
-        df=None,
-    )
+    sim = _simulate_power_n(likelihood="student_t", df=None)
     assert sim["spec"].site_names[-1] == "nu" and "nu" in dict(sim["spec"].priors)
     # Gamma(2, 0.1): mean 20, sd 14.1; the mean of 4000 draws has sd 0.22 (4.5 sd below)
     assert np.mean(sim["truth"]["nu"]) == pytest.approx(20.0, abs=1.0)
