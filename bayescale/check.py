@@ -840,6 +840,7 @@ def identifiability(
     sd_ratio: float = E_SD_RATIO_WARN,
     corr: float = E_CORR_WARN,
     corr_min_ratio: float = E_CORR_MIN_RATIO,
+    num_prior_draws: int = 20_000,
 ) -> list[str]:
     """Human-readable warnings when the data do not constrain the irreducible loss ``E``.
 
@@ -859,6 +860,8 @@ def identifiability(
         slope of each segment (``alpha_0`` ..).
     sd_ratio, corr, corr_min_ratio
         Thresholds.
+    num_prior_draws
+        Prior draws behind the prior sd of E (:func:`identifiability_stats`).
 
     Returns
     -------
@@ -885,7 +888,7 @@ def identifiability(
     >>> bs.check.identifiability(fit)                                        # doctest: +SKIP
     []
     """
-    s = identifiability_stats(fit)
+    s = identifiability_stats(fit, num_prior_draws=num_prior_draws)
     if not s:
         return []
     e = _irreducible(fit.law)

@@ -546,6 +546,8 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         **({"pooling": "partial", "share": args.share} if args.share else {}),
     )
     summary = batch.summary(prob=args.prob)
+    weak = summary.index[summary["identifiability"] != ""].tolist()
+    summary = summary.drop(columns="identifiability")  # sentences: listed below the table
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summary.to_string(float_format=lambda x: f"{x:.4g}"))
         if args.share:
@@ -557,6 +559,13 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
             )
     counts = summary["status"].value_counts()
     print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if weak:
+        shown = ", ".join(map(str, weak[:10])) + (", ..." if len(weak) > 10 else "")
+        print(
+            f"Warning: the data do not constrain the irreducible loss of {len(weak)} curve(s) "
+            f"({shown}); their forecasts beyond the data follow its prior (BatchFit.summary()"
+            "['identifiability'] says how)"
+        )
     if args.out:
         batch.save(args.out)
         print(f"Saved the batch posterior to {args.out}")

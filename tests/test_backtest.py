@@ -459,6 +459,28 @@ def test_tiny_exponent_warns_that_e_is_unconstrained():
     assert any("barely constrain" in m for m in identifiability(fit))
 
 
+def test_batch_summary_and_predict_say_which_curves_leave_e_free():
+    """fit_many: the curve whose E the data leave free (the tiny exponent above) is named in
+    summary()["identifiability"] and, forecast beyond its data, in an IdentifiabilityWarning;
+    a curve over three decades with a steep exponent (sd ratio ~0.1) is not."""
+    N = SYNTHETIC_N
+    rng = np.random.default_rng(0)
+    weak = (1.5 + 20 * N[:11] ** -0.05) * np.exp(NOISE * rng.standard_normal(11))
+    good = (1.5 + 400 * N**-0.35) * np.exp(NOISE * rng.standard_normal(N.size))
+    curves = {"weak": {"N": N[:11], "loss": weak}, "good": {"N": N, "loss": good}}
+    batch = bs.fit_many(curves, "power_n", rng_key=0, progress=False, **FAST)
+    assert list(batch.status) == ["ok", "ok"]
+    table = batch.summary()
+    assert "barely constrain the irreducible loss E" in table.loc["weak", "identifiability"]
+    assert table.loc["good", "identifiability"] == ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IdentifiabilityWarning)
+        inside = batch.predict(N=1e8)  # inside both curves' data: no warning
+    assert list(inside.attrs["identifiability"]) == ["weak"]
+    with pytest.warns(IdentifiabilityWarning, match=r"1 curve\(s\) \('weak'\)"):
+        batch.predict(N=1e10)
+
+
 def test_prior_sd_at_the_loss_level_is_analytic(pure_power_fit):
     """power_n: E = L (1 - frac), L from the posterior, frac ~ Beta(1.5, 1.5) independent, so
     Var E = E[L^2] E[(1-f)^2] - E[L]^2 E[1-f]^2 with E[1-f] = 1/2, E[(1-f)^2] = 5/16."""
@@ -490,7 +512,7 @@ def test_chinchilla_isoflop_design_identifies_e():
 )
 def test_identifiability_rules(monkeypatch, ratio, corr, expected):
     stats = {"post_sd": ratio, "prior_sd": 1.0, "sd_ratio": ratio, "corr_alpha": corr}
-    monkeypatch.setattr(check, "identifiability_stats", lambda fit: stats)
+    monkeypatch.setattr(check, "identifiability_stats", lambda fit, **kwargs: stats)
     messages = identifiability(SimpleNamespace(law=bs.laws.get("power_n")))
     assert len(messages) == len(expected)
     for message, key in zip(messages, expected, strict=True):

@@ -23,6 +23,7 @@ from scipy import stats
 
 import bayescale as bs
 from bayescale import _arviz_compat as azc
+from bayescale import check
 from bayescale.batch import BatchFit, _status, fit_many, load_batch, synthetic_curves, thin_draws
 from bayescale.infer import batch as engine
 from bayescale.model import build_model
@@ -293,13 +294,19 @@ def test_recovery_coverage_200_curves_and_invalid_curves_reported(recovery200):
     # Nearly all chains mix (the few ess_low curves have a weakly identified E; more draws fix
     # them): R-hat <= 1.01 and no divergences for at least 95% of the curves.
     assert fitted["status"].isin(["ok", "ess_low"]).mean() >= 0.95, fitted["status"].value_counts()
-    # Forecasting far beyond the data warns once (ExtrapolationWarning) and nothing else: the
-    # unfitted curves' all-NaN rows must not raise NumPy's "All-NaN slice" RuntimeWarning.
+    # Forecasting far beyond the data warns once that it extrapolates and once naming the
+    # curves whose E the data leave free, nothing else: the unfitted curves' all-NaN rows must
+    # not raise NumPy's "All-NaN slice" RuntimeWarning.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         far = batch.predict(N=1e14)
-    assert [w.category for w in caught] == [bs.ExtrapolationWarning], [str(w) for w in caught]
+    weak = int((s["identifiability"] != "").sum())
+    expected = [bs.ExtrapolationWarning] + [check.IdentifiabilityWarning] * (weak > 0)
+    assert [w.category for w in caught] == expected, [str(w) for w in caught]
     assert "200 curve(s)" in str(caught[0].message)
+    if weak:
+        assert f"beyond the data of {weak} curve(s)" in str(caught[1].message)
+    assert s.loc[["bad_value", "too_few"], "identifiability"].tolist() == ["", ""]
     assert np.isnan(far.set_index("curve").loc["bad_value", "loss_median"])  # not fitted
     band = 3 * np.sqrt(0.9 * 0.1 / 200)
     cov = _coverage(batch, truth)

@@ -452,6 +452,9 @@ def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
         for N in np.logspace(7, 10, 15):
             rows.append((task, N, (E + A * N**-alpha) * np.exp(0.01 * rng.standard_normal())))
     rows += [("bad", 1e8, float("nan")), ("bad", 1e9, 3.0), ("bad", 1e10, 2.9)]
+    # exponent 0.05 over two decades: the data leave E free (tests/test_backtest.py)
+    for N in np.logspace(7, 9, 11):
+        rows.append(("flat", N, (1.5 + 20 * N**-0.05) * np.exp(0.01 * rng.standard_normal())))
     path = tmp_path / "curves.csv"
     pd.DataFrame(rows, columns=["task", "N", "loss"]).to_csv(path, index=False)
     out = tmp_path / "batch.nc"
@@ -460,7 +463,8 @@ def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert rc == 0
-    assert "invalid_input" in text and "status: ok 2, invalid_input 1" in text
+    assert "invalid_input" in text and "status: ok 3, invalid_input 1" in text
+    assert "irreducible loss of 1 curve(s) (flat);" in text
     batch = bs.load(out)
     s = batch.summary(prob=0.99)
     for task, (E, _, alpha) in truth.items():
