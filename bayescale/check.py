@@ -456,13 +456,13 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     -------
     pandas.DataFrame
         One row per group: ``n_fits`` (fits made in the group; curves with too few training
-        runs or no held-out run are counted only in ``status``), ``n_train`` (training runs below
-        the cut, summed over curves, fitted or not), ``n_test`` (held-out runs; the scores cover those of fitted cuts),
-        ``max_extrapolation``,
-        ``median_are`` and ``mean_are`` (absolute relative error of the median forecast),
-        ``rmsle`` (root mean squared log error of the median, the metric of Alabdulmohsin et
-        al. 2022), ``cov50``, ``cov90`` (fraction of held-out runs inside the central 50% /
-        90% posterior-predictive interval), ``lpd`` (mean log predictive density per held-out
+        runs or no held-out run are counted only in ``status``), ``n_train`` (training runs
+        below the cut, summed over curves, fitted or not), ``n_test`` (held-out runs; the
+        scores cover those of fitted cuts), ``max_extrapolation``, ``median_are`` and
+        ``mean_are`` (absolute relative error of the median forecast), ``rmsle`` (root mean
+        squared log error of the median, the metric of Alabdulmohsin et al. 2022), ``cov50``,
+        ``cov90`` (fraction of held-out runs inside the central 50% / 90%
+        posterior-predictive interval), ``lpd`` (mean log predictive density per held-out
         run, nats), ``weak_E`` (fits with identifiability warnings), ``status`` (the fit's
         convergence status, ``too_few_runs``, or for pooled groups the count of each status,
         e.g. ``"ok: 38, divergences: 2"``) and ``fit_s`` (mean seconds per fit).
