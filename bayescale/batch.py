@@ -887,6 +887,13 @@ class BatchFit:
             Unknown curve id.
         DataError
             The curve was not fitted (``invalid_input``); the message says why.
+
+        Notes
+        -----
+        A re-fitted curve's ``config`` is the re-fit's (:func:`retry_config`: warm-up, target
+        acceptance, tree depth) with its kept draws, thinned back to the first pass's count;
+        whether its mass matrix was unshrunk (curves that failed without divergences) is not
+        recorded.
         """
         i = self.index(key)
         if not self.fitted[i]:
@@ -907,7 +914,13 @@ class BatchFit:
             ref={k: float(v[i]) for k, v in self.ref.items()},
             samples={k: v[i] for k, v in self.samples.items()},
             sample_stats=stats,
-            config=self.config,
+            config=(
+                SamplerConfig(
+                    **{**retry_config(self.config).__dict__, "num_samples": self.num_draws}
+                )
+                if self.retried[i]
+                else self.config
+            ),
             diagnostics=table,
             convergence=self.convergence(i),
             timing={},
@@ -921,7 +934,10 @@ class BatchFit:
 
         The prior sd of E is estimated from 4,000 prior draws per curve (Monte Carlo error of
         the sd ratio about 1%), a fifth of a single fit's, to keep large batches fast (about
-        3 ms per curve on a CPU core: 0.6 s for 200 curves).
+        3 ms per curve on a CPU core: 0.6 s for 200 curves); near the thresholds a curve's
+        verdict can therefore differ from that of ``batch[curve].identifiability``. A loaded
+        batch is checked against the default priors (custom priors are not saved), and a
+        pooled one against the unpooled prior of each curve.
         """
         from types import SimpleNamespace
 
@@ -1060,10 +1076,11 @@ class BatchFit:
                 ExtrapolationWarning,
                 stacklevel=2,
             )
-        weak = [
-            cid
-            for cid, w, x in zip(self.curve_ids, self.identifiability, extra_max, strict=True)
-            if w and x > 1.0
+        weak = [  # forecast above the data (where E matters) of a curve whose E is free
+            self.curve_ids[i]
+            for i in fitted
+            if self.identifiability[i]
+            and any(np.any(vals[k] > getattr(self.data[i], k).max()) for k in self.law.inputs)
         ]
         if weak:
             from .check import IdentifiabilityWarning

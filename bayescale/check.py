@@ -50,7 +50,7 @@ from scipy.special import logsumexp
 from .data import DataError, ScalingData, as_scaling_data
 from .laws import Law
 from .laws import get as get_law
-from .model import build_model
+from .model import beta_shapes, build_model
 from .results import ConvergenceWarning, ExtrapolationWarning, Fit
 
 __all__ = [
@@ -178,16 +178,12 @@ def _log_density(fit: Fit, log_mu: np.ndarray, log_y: np.ndarray) -> np.ndarray:
         logp = stats.t.logpdf(log_y, nu, loc=log_mu, scale=sigma)
     elif lik == "laplace":
         logp = stats.laplace.logpdf(log_y, loc=log_mu, scale=sigma)
-    elif lik == "beta":  # p(log y) = Beta(y; m phi, (1 - m) phi) * y, phi as in the model
-        m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
-        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
-        logp = stats.beta.logpdf(np.exp(log_y), m * phi, (1.0 - m) * phi) + log_y
+    elif lik == "beta":  # p(log y) = Beta(y; m phi, (1 - m) phi) * y, shapes as in the model
+        logp = stats.beta.logpdf(np.exp(log_y), *beta_shapes(log_mu, sigma)) + log_y
     elif lik == "binomial":  # counts are discrete: the beta-binomial log probability
-        m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
-        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
         trials = int(fit.spec.trials)
         count = np.round(np.exp(log_y) * trials)
-        logp = stats.betabinom.logpmf(count, trials, m * phi, (1.0 - m) * phi)
+        logp = stats.betabinom.logpmf(count, trials, *beta_shapes(log_mu, sigma))
     else:  # normal on the loss: p(log y) = p(y) * y
         y = np.exp(log_y)
         logp = stats.norm.logpdf(y, loc=np.exp(log_mu), scale=sigma) + log_y
@@ -1678,9 +1674,11 @@ def sbc(
             from .infer import batch as engine
 
             sub = stacked[ok]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ess = np.minimum(engine.ess_bulk(sub), engine.ess_tail(sub)).min(axis=1)
-            # a NaN ESS (a constant or non-finite quantity) keeps every draw rather than one
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: handled below
+                ess = np.nanmin(np.minimum(engine.ess_bulk(sub), engine.ess_tail(sub)), axis=1)
+            # the smallest finite ESS sets the thinning; with none (never seen: fits with
+            # non-finite draws are not ranked) every draw is kept rather than one per chain
             ess = np.where(np.isfinite(ess), ess, float(total))
             thin_f[ok] = np.maximum(1, np.ceil(total / np.maximum(ess, 1.0))).astype(int)
         else:

@@ -127,6 +127,14 @@ class ModelSpec:
                 numpyro.sample("obs", dist.Normal(jnp.exp(mu), sigma), obs=obs)
 
 
+def beta_shapes(log_mu: Any, sigma: Any) -> tuple[Any, Any]:
+    """NumPy Beta shapes ``(m phi, (1 - m) phi)`` of the proportion likelihoods: mean
+    ``m = exp(log_mu)`` clipped into (0, 1) as in the model, precision :func:`beta_precision`."""
+    m = np.clip(np.exp(log_mu), 1e-9, 1.0 - 1e-9)
+    phi = np.asarray(beta_precision(np.asarray(sigma, dtype=np.float64)))
+    return m * phi, (1.0 - m) * phi
+
+
 def predictive_draws(spec: ModelSpec, log_mu: Any, sigma: Any, rng: Any, *, nu: Any = None) -> Any:
     """Draws of a new observation (loss, or accuracy for the proportion likelihoods) given the
     law's log mean ``log_mu`` and the noise draws ``sigma`` (NumPy, broadcasting).
@@ -144,9 +152,7 @@ def predictive_draws(spec: ModelSpec, log_mu: Any, sigma: Any, rng: Any, *, nu: 
         df = spec.df if spec.df is not None else nu
         return np.exp(log_mu + sigma * rng.standard_t(df, size=np.shape(log_mu)))
     if lik in PROPORTION_LIKELIHOODS:
-        m = np.clip(np.exp(log_mu), 1e-9, 1 - 1e-9)
-        phi = np.maximum(0.25 / np.square(sigma) - 1.0, 1e-6)
-        p = rng.beta(m * phi, (1.0 - m) * phi)
+        p = rng.beta(*beta_shapes(log_mu, sigma))
         if lik == "beta":
             return p
         n = int(spec.trials)

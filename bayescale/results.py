@@ -229,19 +229,16 @@ def diagnose(
     table = pd.DataFrame(
         {"mcse_mean": mcse, "ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}
     ).loc[list(draws)]
-    # A site whose draws are one finite constant (a point-mass prior) has no R-hat and is not
-    # judged; any other NaN diagnostic (non-finite or stuck draws) fails the gate, as in a batch.
-    judged = [
-        k for k, v in draws.items() if not (np.all(np.isfinite(v)) and np.ptp(np.asarray(v)) == 0)
-    ] or list(draws)
+    # A NaN diagnostic (non-finite draws, or a parameter stuck at one value in every chain)
+    # fails the gate, as in a batch: NumPy's max/min propagate NaN where nanmax skipped it.
     conv = convergence_of(
         draws,
-        table.loc[judged, "r_hat"].to_dict(),
-        table.loc[judged, "ess_bulk"].to_dict(),
-        table.loc[judged, "ess_tail"].to_dict(),
-        max_rhat=float(np.max(table.loc[judged, "r_hat"].to_numpy())),
-        min_ess_bulk=float(np.min(table.loc[judged, "ess_bulk"].to_numpy())),
-        min_ess_tail=float(np.min(table.loc[judged, "ess_tail"].to_numpy())),
+        table["r_hat"].to_dict(),
+        table["ess_bulk"].to_dict(),
+        table["ess_tail"].to_dict(),
+        max_rhat=float(np.max(table["r_hat"].to_numpy())),
+        min_ess_bulk=float(np.min(table["ess_bulk"].to_numpy())),
+        min_ess_tail=float(np.min(table["ess_tail"].to_numpy())),
         divergences=int(np.sum(diverging)),
         num_draws=int(np.size(diverging)),
         min_bfmi=float(np.min(azc.bfmi(energy))),
@@ -399,6 +396,15 @@ class Fit:
             stacklevel=3,
         )
 
+    def _above_data(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Targets beyond the largest observed value of some input (where E matters most)."""
+        above = np.zeros(len(next(iter(vals.values()))), dtype=bool)
+        observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
+        for k in self.law.inputs:
+            if observed[k] is not None:
+                above |= vals[k] > observed[k].max()
+        return above
+
     def _extrapolation(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         factor = np.ones(len(next(iter(vals.values()))))
         observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
@@ -463,7 +469,7 @@ class Fit:
                 ExtrapolationWarning,
                 stacklevel=2,
             )
-        if extra.max() > 1.0 and self.identifiability:
+        if self._above_data(vals).any() and self.identifiability:
             from .check import IdentifiabilityWarning
 
             for message in self.identifiability:

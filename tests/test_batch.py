@@ -590,6 +590,13 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
         assert c1.regularize_mass
         assert (diverged[rows] == c2.regularize_mass).all()
     assert batch.retried.all()
+    # a re-fitted curve's Fit says what the re-fit ran (the CLI's retry report reads it), with
+    # its kept draws: 60 per chain after thinning
+    c = batch[0].config
+    assert (c.num_warmup, c.num_samples, c.target_accept_prob, c.max_tree_depth) == (
+        120, 60, 0.999, 8,
+    )  # fmt: skip
+    assert first_pass[0].config == first_pass.config  # not re-fitted: the first pass's
     assert batch.samples["alpha"].shape == (3, 2, 60)
     assert batch.sample_stats["diverging"].shape == (3, 2, 60)
     # E-BFMI of a re-fitted curve is that of its 240 consecutive transitions per chain, not of

@@ -287,10 +287,10 @@ def test_convergence_names_the_worst_parameter_and_chain_disagreement():
     assert chain_disagreement(ok[:1], "E") == ""  # one chain: nothing to compare
 
 
-def test_nan_diagnostics_fail_the_gate_and_a_point_mass_is_not_judged():
-    """A parameter whose draws are NaN has no R-hat or ESS: the fit fails the policy badly
-    and names it (as a batch curve does), where np.nanmax used to pass it. A parameter held
-    at one finite value (a point-mass prior) has no R-hat either and is not judged."""
+def test_nan_diagnostics_fail_the_gate():
+    """A parameter whose draws are NaN, or stuck at one value in every chain, has no R-hat:
+    the fit fails the policy badly and names it (as a batch curve does), where np.nanmax
+    used to pass it."""
     import warnings
 
     from bayescale.results import diagnose
@@ -305,4 +305,4 @@ def test_nan_diagnostics_fail_the_gate_and_a_point_mass_is_not_judged():
         assert conv.status == "rhat_high" and conv.fails_badly and not conv.converged
         assert conv.worst_rhat == "alpha" and "R-hat nan > 1.01 (alpha)" in conv.problems
         _, conv = diagnose({"E": ok, "floor": np.full((4, 500), 0.25)}, energy, diverging, False)
-    assert conv.converged and conv.worst_rhat == "E"
+    assert conv.status == "rhat_high" and conv.worst_rhat == "floor"

@@ -541,10 +541,10 @@ def test_sigmoid_with_proportion_likelihoods_recovers_accuracy_law(likelihood):
     # data drawn from the model: no forecast scores much above the true density on average
     # (Gibbs' inequality), and the 90% predictive intervals cover the held-out accuracies
     m = _sigmoid_numpy(truth, C[~split])
-    if likelihood == "beta":
-        a, b = m * (0.25 / np.hypot(0.02, np.sqrt(0.25 / 1000)) ** 2 - 1.0), None
-        b = (1 - m) * (a / m)
-        true_lpd = stats.beta.logpdf(acc[~split], a, b) + np.log(acc[~split])
+    if likelihood == "beta":  # item sampling and the spread together, as the fit sees them
+        phi_all = 0.25 / (0.02**2 + 0.25 / 1000) - 1.0
+        true_lpd = stats.beta.logpdf(acc[~split], m * phi_all, (1 - m) * phi_all)
+        true_lpd += np.log(acc[~split])
     else:
         true_lpd = stats.betabinom.logpmf(
             np.round(acc[~split] * 1000), 1000, m * phi, (1 - m) * phi
