@@ -54,6 +54,7 @@ from .results import (
     ExtrapolationWarning,
     Fit,
     __version__,
+    above_data,
     convergence_of,
 )
 
@@ -1079,8 +1080,7 @@ class BatchFit:
         weak = [  # forecast above the data (where E matters) of a curve whose E is free
             self.curve_ids[i]
             for i in fitted
-            if self.identifiability[i]
-            and any(np.any(vals[k] > getattr(self.data[i], k).max()) for k in self.law.inputs)
+            if self.identifiability[i] and above_data(self.data[i], self.law.inputs, vals).any()
         ]
         if weak:
             from .check import IdentifiabilityWarning

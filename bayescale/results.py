@@ -247,6 +247,19 @@ def diagnose(
     return table, conv
 
 
+def above_data(
+    data: ScalingData, inputs: tuple[str, ...], vals: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Targets beyond the largest observed value of some input (where E matters most): the
+    rule of the identifiability warning of ``Fit.predict`` and ``BatchFit.predict``."""
+    above = np.zeros(len(next(iter(vals.values()))), dtype=bool)
+    for k in inputs:
+        observed = getattr(data, k)
+        if observed is not None:
+            above |= vals[k] > observed.max()
+    return above
+
+
 _PREDICT: dict[int, Any] = {}
 
 
@@ -396,15 +409,6 @@ class Fit:
             stacklevel=3,
         )
 
-    def _above_data(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Targets beyond the largest observed value of some input (where E matters most)."""
-        above = np.zeros(len(next(iter(vals.values()))), dtype=bool)
-        observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
-        for k in self.law.inputs:
-            if observed[k] is not None:
-                above |= vals[k] > observed[k].max()
-        return above
-
     def _extrapolation(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         factor = np.ones(len(next(iter(vals.values()))))
         observed = {"N": self.data.N, "D": self.data.D, "C": self.data.C, "U": self.data.U}
@@ -469,7 +473,7 @@ class Fit:
                 ExtrapolationWarning,
                 stacklevel=2,
             )
-        if self._above_data(vals).any() and self.identifiability:
+        if above_data(self.data, self.law.inputs, vals).any() and self.identifiability:
             from .check import IdentifiabilityWarning
 
             for message in self.identifiability:
