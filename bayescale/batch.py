@@ -830,6 +830,17 @@ class BatchFit:
         return self.status == "ok"
 
     @cached_property
+    def fails_badly(self) -> np.ndarray:
+        """Boolean (curve,): the fit fails the convergence gate badly (R-hat > 1.05, ESS < 100
+        or more than 1% divergent draws; :attr:`Convergence.fails_badly
+        <bayescale.results.Convergence.fails_badly>`), so :meth:`predict` refuses it unless
+        ``allow_unconverged=True``. False for curves not fitted."""
+        out = np.zeros(len(self), dtype=bool)
+        for i in np.flatnonzero(self.fitted & ~self.converged):
+            out[i] = self.convergence(i).fails_badly
+        return _readonly(out)
+
+    @cached_property
     def params(self) -> Mapping[str, np.ndarray]:
         """Published (natural) law parameters and noise sites, each (curve, chain, draw)."""
         sampled = {k: jnp.asarray(self.samples[k]) for k in self.law.param_names}
@@ -1007,6 +1018,7 @@ class BatchFit:
         prob: float = 0.9,
         seed: int = 0,
         chunk: int = 256,
+        allow_unconverged: bool = False,
     ) -> pd.DataFrame:
         """Forecast every curve at the same targets, with credible and predictive intervals.
 
@@ -1021,6 +1033,9 @@ class BatchFit:
             Seed of the posterior-predictive noise draws.
         chunk
             Curves evaluated per compiled call (bounds memory at ``chunk * draws * targets``).
+        allow_unconverged
+            Also forecast the curves whose fits fail the convergence gate badly
+            (:attr:`fails_badly`); by default their rows are NaN.
 
         Returns
         -------
@@ -1028,10 +1043,20 @@ class BatchFit:
             One row per (curve, target): ``curve``, the inputs, ``loss_median``,
             ``loss_lower``, ``loss_upper``, ``loss_mean`` (the law's mean), ``pred_*`` (a new
             observed run, with noise), ``extrapolation`` (times beyond the curve's observed
-            range) and ``status``. Unlike a single fit, unconverged curves are not refused:
-            filter on ``status``. Curves with invalid input get NaN. ``attrs["identifiability"]``
-            maps the curves whose data do not constrain the irreducible loss to their warnings
-            (an ``IdentifiabilityWarning`` when such a curve is forecast beyond its data).
+            range), ``status`` and ``refused``. Where :meth:`Fit.predict
+            <bayescale.results.Fit.predict>` raises for a fit that fails the gate badly, a
+            batch refuses curve by curve: such a curve's rows are NaN with ``refused`` True,
+            and ``attrs["refused"]`` maps it to the reason; the other curves are forecast.
+            Curves that miss the policy mildly are forecast (``status`` says how they miss
+            it). Curves with invalid input get NaN. ``attrs["identifiability"]`` maps the
+            curves whose data do not constrain the irreducible loss to their warnings (an
+            ``IdentifiabilityWarning`` when such a curve is forecast beyond its data).
+
+        Warns
+        -----
+        ConvergenceWarning
+            Once, naming the refused curves (and counting the forecast curves that miss the
+            policy), whenever any forecast curve is not ``ok``.
 
         Examples
         --------
@@ -1048,7 +1073,9 @@ class BatchFit:
         extra = np.full((num, m), np.nan)
         rng = np.random.default_rng(seed)
         log_x = {k: jnp.log(jnp.asarray(vals[k])) for k in self.law.inputs}
-        fitted = np.flatnonzero(self.fitted)
+        refused = np.zeros(num, dtype=bool) if allow_unconverged else self.fails_badly
+        fitted = np.flatnonzero(self.fitted & ~refused)
+        self._warn_unconverged(refused, fitted)
         for s in range(0, len(fitted), int(chunk)):
             idx = fitted[s : s + int(chunk)]
             params = {
@@ -1101,11 +1128,38 @@ class BatchFit:
             out[k] = res[k].reshape(-1)
         out["extrapolation"] = extra.reshape(-1)
         out["status"] = np.repeat(self.status, m)
+        out["refused"] = np.repeat(refused, m)
         out.attrs["prob"] = prob
+        out.attrs["refused"] = {
+            self.curve_ids[i]: "; ".join(self.convergence(i).problems)
+            for i in np.flatnonzero(refused)
+        }
         out.attrs["identifiability"] = {
             cid: list(w) for cid, w in zip(self.curve_ids, self.identifiability, strict=True) if w
         }
         return out
+
+    def _warn_unconverged(self, refused: np.ndarray, forecast: np.ndarray) -> None:
+        """One ConvergenceWarning for :meth:`predict`: the refused curves by name, and how many
+        forecast curves miss the policy."""
+        mild = int(np.sum(~self.converged[forecast]))
+        parts = []
+        if refused.any():
+            names = [self.curve_ids[i] for i in np.flatnonzero(refused)]
+            shown = ", ".join(repr(c) for c in names[:5]) + (", ..." if len(names) > 5 else "")
+            first = "; ".join(self.convergence(self.index(names[0])).problems)
+            parts.append(
+                f"refused to forecast {len(names)} of {len(self)} curves ({shown}): their fits "
+                f"fail the convergence gate badly (first: {first}); their rows are NaN with "
+                "refused=True; pass allow_unconverged=True to forecast them anyway"
+            )
+        if mild:
+            parts.append(
+                f"{mild} forecast curve(s) miss the convergence policy (see the status column): "
+                "do not trust their intervals"
+            )
+        if parts:
+            warnings.warn("; ".join(parts), ConvergenceWarning, stacklevel=3)
 
     def _extrapolation(self, i: int, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         data = self.data[i]

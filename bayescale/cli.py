@@ -416,7 +416,17 @@ def _predict(fit: Fit, target: dict[str, float], prob: float, force: bool) -> pd
     """One forecast row; the third of N, D, C is filled in from C = 6ND for display."""
     _refuse_unconverged(fit, force)
     row = fit.predict(**target, prob=prob, allow_unconverged=force)
-    full = dict(target)
+    _show_inputs(row, target)
+    return row
+
+
+def _show_inputs(rows: pd.DataFrame, target: dict[str, Any], at: int = 0) -> None:
+    """Insert the target's N, D, C missing from the forecast rows (from position ``at``),
+    the third of them filled in from C = 6ND, for display. The target's values (scalars or
+    arrays) repeat to fill the rows."""
+    import numpy as np
+
+    full = {k: np.asarray(v, dtype=float) for k, v in target.items()}
     if len(full) == 2:
         if "C" not in full:
             full["C"] = 6.0 * full["N"] * full["D"]
@@ -425,9 +435,9 @@ def _predict(fit: Fit, target: dict[str, float], prob: float, force: bool) -> pd
         else:
             full["N"] = full["C"] / (6.0 * full["D"])
     for position, key in enumerate(k for k in ("N", "D", "C") if k in full):
-        if key not in row:
-            row.insert(position, key, full[key])
-    return row
+        if key not in rows:
+            value = full[key].reshape(-1)
+            rows.insert(at + position, key, np.tile(value, len(rows) // value.size))
 
 
 # ----------------------------------------------------------------------------- planning
@@ -529,6 +539,8 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such file: {path}")
     if not args.curve:
         raise ValueError("fit-many needs --curve COL, the column of curve ids")
+    targets = [(text, _parse_target(text)) for text in args.predict]
+    _check_targets(args.law, targets)
     columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "run")}
     columns = {k: v for k, v in columns.items() if v is not None}
     batch = bs.fit_many(
@@ -569,7 +581,61 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     if args.out:
         batch.save(args.out)
         print(f"Saved the batch posterior to {args.out}")
+    if targets:
+        _batch_forecasts(batch, targets, args)
     return 0
+
+
+def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> None:
+    """fit-many's forecasts: every fitted curve at every --predict target, printed and written
+    to --csv; curves that fail the convergence gate badly are left out and, without --force,
+    end the command (exit 2) after the others, like ``fit --curve``."""
+    import numpy as np
+    import pandas as pd
+
+    from bayescale import ConvergenceWarning, UnconvergedError
+
+    # One predict call per set of given inputs (N=..,D=.. and C=..,N=.. differ), so that its
+    # extrapolation and identifiability warnings come once, not once per target.
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for t, (_, target) in enumerate(targets):
+        groups.setdefault(tuple(sorted(target)), []).append(t)
+    frames = []
+    for keys, members in groups.items():
+        vals = {k: np.array([targets[t][1][k] for t in members]) for k in keys}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, once
+            rows = batch.predict(**vals, prob=args.prob, allow_unconverged=args.force)
+        reps = len(rows) // len(members)
+        rows.insert(1, "target", np.tile([targets[t][0] for t in members], reps))
+        _show_inputs(rows, vals, at=2)
+        curve = np.repeat(np.arange(len(batch)), len(members))
+        rows["order"] = curve * len(targets) + np.tile(members, reps)
+        frames.append(rows)
+    frame = pd.concat(frames).sort_values("order", kind="stable").drop(columns="order")
+    refused = list(frames[0].attrs["refused"])
+    frame = frame[batch.fitted[frame["curve"].map(batch.index)] & ~frame["refused"]]
+    frame = frame.reset_index(drop=True)
+    print(_forecast_text(frame, args.prob, label="target"))
+    mild = sorted(set(frame.loc[frame["status"] != "ok", "curve"]), key=batch.index)
+    if mild:
+        shown = ", ".join(map(repr, mild[:10])) + (", ..." if len(mild) > 10 else "")
+        what = "miss the convergence policy" + ("" if not args.force else " (--force)")
+        print(
+            f"Warning: the fits of {len(mild)} forecast curve(s) {what} ({shown}): "
+            "do not trust their intervals"
+        )
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+        print(f"Wrote forecasts to {args.csv}")
+    if refused:
+        shown = ", ".join(map(repr, refused[:10])) + (", ..." if len(refused) > 10 else "")
+        first = frames[0].attrs["refused"][refused[0]]
+        raise UnconvergedError(
+            f"refused to forecast {len(refused)} of {len(batch)} curves ({shown}): their fits "
+            f"fail the convergence gate badly (first: {first}); pass --force to forecast "
+            "them anyway"
+        )
 
 
 def _cmd_optimal(args: argparse.Namespace) -> int:
@@ -813,7 +879,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a law to every curve (rows sharing a --curve id) of a CSV in one "
         "compiled, vmapped NUTS program per shape; print one row per curve with parameter "
         "intervals, diagnostics and a status (ok, divergences, rhat_high, ess_low, "
-        "invalid_input). A curve with bad input is reported; the others still fit.",
+        "invalid_input). A curve with bad input is reported; the others still fit. With "
+        "--predict, forecast every fitted curve; a curve whose fit fails the convergence gate "
+        "badly is refused (exit 2 after the others' forecasts) unless --force.",
         epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -829,6 +897,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="partially pool these parameters across curves (one hierarchical model; e.g. "
         "--share alpha) and print their population",
     )
+    many.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        metavar="N=..,D=..",
+        help="forecast every curve at this target, e.g. N=1e10 (repeatable)",
+    )
+    many.add_argument("--csv", metavar="FORECAST.csv", help="write the forecasts as CSV")
     many.add_argument("--quiet", action="store_true", help="no progress bar")
     many.add_argument("--out", metavar="BATCH.nc", help="save the batch posterior (netCDF)")
     many.set_defaults(handler=_cmd_fit_many)

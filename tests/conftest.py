@@ -77,3 +77,24 @@ def count_compiles():
             logger.setLevel(old)
 
     return counter
+
+
+@pytest.fixture
+def with_rhat():
+    """``with_rhat(batch, {curve_index: r_hat})``: the batch with the R-hat of ``alpha`` of
+    those curves replaced and their status recomputed (to test the convergence gate of
+    ``BatchFit.predict`` and ``bayescale fit-many`` on otherwise real fits)."""
+    import dataclasses
+
+    import numpy as np
+
+    from bayescale.batch import _status
+
+    def replace(batch, rhat):
+        diag = {k: np.array(v) for k, v in batch.diagnostics.items()}
+        col = list(batch.spec.site_names).index("alpha")
+        for i, value in rhat.items():
+            diag["r_hat"][i, col] = value
+        return dataclasses.replace(batch, diagnostics=diag, status=_status(diag, batch.fitted))
+
+    return replace

@@ -362,6 +362,37 @@ def test_batchfit_api_summary_fit_predict(curves20, batch20):
     assert "curve_0007" in repr(batch20) and "20 curves" in repr(batch20)
 
 
+def test_predict_refuses_curves_that_fail_the_gate_badly(batch20, with_rhat):
+    """Issue 5's gate, curve by curve: a curve failing badly (R-hat 1.3 > 1.05) gets NaN rows
+    and refused=True, one warning names it; a mildly failing curve (R-hat 1.02) is forecast
+    and counted; allow_unconverged=True forecasts both with the same law medians."""
+    bad = with_rhat(batch20, {3: 1.3, 5: 1.02})
+    assert bad.status[3] == bad.status[5] == "rhat_high"
+    assert bad.fails_badly.tolist() == [i == 3 for i in range(20)]
+    good = batch20.predict(N=[1e9, 1e11])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = bad.predict(N=[1e9, 1e11])
+    conv = [str(w.message) for w in caught if w.category is bs.ConvergenceWarning]
+    assert len(conv) == 1, [str(w.message) for w in caught]
+    assert "refused to forecast 1 of 20 curves ('curve_0003')" in conv[0]
+    assert "R-hat 1.300 > 1.01" in conv[0] and "allow_unconverged=True" in conv[0]
+    assert "1 forecast curve(s) miss the convergence policy" in conv[0]
+    rows = pred.set_index("curve")
+    assert rows.loc["curve_0003", "loss_median"].isna().all()
+    assert rows.loc["curve_0003", "refused"].all() and rows["refused"].sum() == 2
+    assert list(pred.attrs["refused"]) == ["curve_0003"]
+    assert pred.attrs["refused"]["curve_0003"].startswith("R-hat 1.300 > 1.01")
+    kept = ~pred["refused"].to_numpy()
+    np.testing.assert_array_equal(pred["loss_median"][kept], good["loss_median"][kept])
+    with pytest.warns(bs.ConvergenceWarning, match="2 forecast curve"):
+        forced = bad.predict(N=[1e9, 1e11], allow_unconverged=True)
+    np.testing.assert_array_equal(forced["loss_median"], good["loss_median"])
+    assert not forced["refused"].any() and forced.attrs["refused"] == {}
+    # a converged batch refuses nothing and warns nothing about convergence
+    assert not good["refused"].any() and not batch20.fails_badly.any()
+
+
 def test_to_arviz_and_save_load_roundtrip(batch20, tmp_path):
     idata = batch20.to_arviz()
     post = azc.group(idata, "posterior")

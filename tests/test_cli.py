@@ -444,7 +444,12 @@ def test_chains_get_parallel_devices_although_the_package_imports_jax():
     assert int(proc.stdout) == min(4, os.cpu_count() or 1)
 
 
-def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
+def test_fit_many_reports_every_curve_and_isolates_a_bad_one(
+    tmp_path, capsys, monkeypatch, with_rhat
+):
+    """fit-many prints every curve's row, reports the invalid one, and forecasts the fitted
+    curves at --predict (printed and written to --csv); a curve whose fit fails the gate
+    badly is refused like `fit --curve` does: the others are forecast, then exit 2."""
     rng = np.random.default_rng(0)
     truth = {"task_0": (1.7, 400.0, 0.34), "task_1": (2.0, 300.0, 0.30)}
     rows = []
@@ -457,19 +462,40 @@ def test_fit_many_reports_every_curve_and_isolates_a_bad_one(tmp_path, capsys):
         rows.append(("flat", N, (1.5 + 20 * N**-0.05) * np.exp(0.01 * rng.standard_normal())))
     path = tmp_path / "curves.csv"
     pd.DataFrame(rows, columns=["task", "N", "loss"]).to_csv(path, index=False)
-    out = tmp_path / "batch.nc"
-    rc = cli.main(
-        ["fit-many", str(path), "--curve", "task", "--law", "power_n", "--quiet", "--out", str(out)]
-    )
-    text = capsys.readouterr().out
-    assert rc == 0
+    out, csv = tmp_path / "batch.nc", tmp_path / "forecast.csv"
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", "--quiet"]
+    argv += ["--predict", "N=1e11", "--predict", "N=3e11", "--prob", "0.99"]
+    result = run_cli([*argv, "--out", out, "--csv", csv])
+    text = result.out
+    assert result.rc == 0, result.err
     assert "invalid_input" in text and "status: ok 3, invalid_input 1" in text
     assert "irreducible loss of 1 curve(s) (flat);" in text
+    assert "Forecast of the loss (99% central intervals)" in text
     batch = bs.load(out)
     s = batch.summary(prob=0.99)
     for task, (E, _, alpha) in truth.items():
         assert s.loc[task, "alpha_lower"] <= alpha <= s.loc[task, "alpha_upper"], task
         assert s.loc[task, "E_lower"] <= E <= s.loc[task, "E_upper"], task
+    table = pd.read_csv(csv)
+    assert list(zip(table["curve"], table["target"], strict=True)) == [
+        (c, t) for c in ("task_0", "task_1", "flat") for t in ("N=1e11", "N=3e11")
+    ]  # curve by curve in the file's order; the invalid curve has no rows
+    assert not table["refused"].any() and (table["status"] == "ok").all()
+    for task, (E, A, alpha) in truth.items():
+        rows = table[table["curve"] == task]
+        mean = E + A * rows["N"] ** -alpha
+        assert ((rows["loss_lower"] <= mean) & (mean <= rows["loss_upper"])).all(), rows
+
+    monkeypatch.setattr(bs, "fit_many", lambda *a, **k: with_rhat(batch, {0: 1.3}))
+    refused = run_cli([*argv, "--csv", csv])
+    line = _error_line(refused, after_fit=True)  # after the extrapolation warnings
+    assert "refused to forecast 1 of 4 curves ('task_0')" in line and "--force" in line
+    assert "R-hat 1.300 > 1.01" in line
+    assert sorted(set(pd.read_csv(csv)["curve"])) == ["flat", "task_1"]
+    forced = run_cli([*argv, "--csv", csv, "--force"])
+    assert forced.rc == 0, forced.err
+    assert "Warning: the fits of 1 forecast curve(s) miss the convergence policy" in forced.out
+    assert list(pd.read_csv(csv)["curve"]) == list(table["curve"])
 
 
 def test_fit_many_share_pools_the_exponent_and_prints_the_population(tmp_path, capsys):
