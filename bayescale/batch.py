@@ -381,6 +381,7 @@ def fit_many(
     diag = _diagnose(state.samples, state.stats, spec)
     status = _status(diag, valid)
     retried = np.zeros(num, dtype=bool)
+    unshrunk = np.zeros(num, dtype=bool)
     if retry:
         again = np.flatnonzero(valid & (status != "ok"))
         if again.size:
@@ -395,6 +396,7 @@ def fit_many(
                 runner.run(rows, longer, config2, label="re-fit")
                 kept, kept_stats = thin_draws(longer.samples, longer.stats, RETRY_THIN)
                 state.store(rows, {"samples": kept, **kept_stats})
+                unshrunk[rows] = not config2.regularize_mass
             diag = _diagnose(state.samples, state.stats, spec)
             status = _status(diag, valid)
             retried[again] = True
@@ -413,6 +415,7 @@ def fit_many(
         retried=retried,
         timing={**runner.timing, "wall_s": time.perf_counter() - start_wall},
         seed=seed,
+        retry_unshrunk=unshrunk,
     )
     bad = int(np.sum(status != "ok"))
     if bad:
@@ -769,6 +772,10 @@ class BatchFit:
         Per-curve ``ok``, ``divergences``, ``rhat_high``, ``ess_low``, ``bfmi_low`` or
         ``invalid_input``; ``messages`` explains invalid inputs; ``retried`` flags curves
         re-fitted once with the settings of :func:`retry_config`.
+    retry_unshrunk
+        Per curve: its re-fit adapted the mass matrix without Stan's absolute shrinkage (a
+        curve that failed without divergent draws; :func:`retry_config`'s ``mixing_only``).
+        All False when not given (files written before it was recorded).
     """
 
     spec: ModelSpec
@@ -784,6 +791,7 @@ class BatchFit:
     retried: np.ndarray
     timing: Mapping[str, float] = field(default_factory=dict)
     seed: int | None = None
+    retry_unshrunk: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("ref", "samples", "sample_stats", "diagnostics"):
@@ -793,6 +801,9 @@ class BatchFit:
             )
         object.__setattr__(self, "status", _readonly(np.asarray(self.status, dtype=str)))
         object.__setattr__(self, "retried", _readonly(np.asarray(self.retried, dtype=bool)))
+        unshrunk = self.retry_unshrunk
+        unshrunk = np.zeros(len(self.retried), bool) if unshrunk is None else unshrunk
+        object.__setattr__(self, "retry_unshrunk", _readonly(np.asarray(unshrunk, dtype=bool)))
         object.__setattr__(self, "curve_ids", tuple(map(str, self.curve_ids)))
         object.__setattr__(self, "_index", {cid: i for i, cid in enumerate(self.curve_ids)})
 
@@ -903,9 +914,8 @@ class BatchFit:
         Notes
         -----
         A re-fitted curve's ``config`` is the re-fit's (:func:`retry_config`: warm-up, target
-        acceptance, tree depth) with its kept draws, thinned back to the first pass's count;
-        whether its mass matrix was unshrunk (curves that failed without divergences) is not
-        recorded.
+        acceptance, tree depth, and ``regularize_mass=False`` for a curve that failed without
+        divergent draws) with its kept draws, thinned back to the first pass's count.
         """
         i = self.index(key)
         if not self.fitted[i]:
@@ -926,18 +936,21 @@ class BatchFit:
             ref={k: float(v[i]) for k, v in self.ref.items()},
             samples={k: v[i] for k, v in self.samples.items()},
             sample_stats=stats,
-            config=(
-                SamplerConfig(
-                    **{**retry_config(self.config).__dict__, "num_samples": self.num_draws}
-                )
-                if self.retried[i]
-                else self.config
-            ),
+            config=self._curve_config(i),
             diagnostics=table,
             convergence=self.convergence(i),
             timing={},
             seed=self.seed,
         )
+
+    def _curve_config(self, i: int) -> SamplerConfig:
+        """The settings that produced curve ``i``'s kept draws: the re-fit's
+        (:func:`retry_config`, with the first pass's draw count it was thinned to) for a
+        re-fitted curve."""
+        if not self.retried[i]:
+            return self.config
+        again = retry_config(self.config, mixing_only=bool(self.retry_unshrunk[i]))
+        return SamplerConfig(**{**again.__dict__, "num_samples": self.num_draws})
 
     @cached_property
     def identifiability(self) -> tuple[tuple[str, ...], ...]:
@@ -1274,6 +1287,7 @@ class BatchFit:
             "status": self.status.astype(str),
             "message": np.asarray(self.messages, dtype=str),
             "retried": self.retried.astype(np.int8),
+            "retry_unshrunk": self.retry_unshrunk.astype(np.int8),
             "num_points": np.array([0 if d is None else len(d) for d in self.data]),
             **{f"ref_{k}": np.asarray(v) for k, v in self.ref.items()},
         }
@@ -1408,6 +1422,9 @@ def load_batch(path: str | Path) -> BatchFit:
         retried=np.asarray(const["retried"]).astype(bool),
         timing=json.loads(attrs.get("timing", "{}")),
         seed=None if seed < 0 else seed,
+        retry_unshrunk=(
+            np.asarray(const["retry_unshrunk"]).astype(bool) if "retry_unshrunk" in const else None
+        ),
     )
     if "pooling" in attrs:  # written by a pooled fit: restore its population
         from .pooling import _from_container

@@ -571,6 +571,11 @@ class PooledBatchFit(_batch.BatchFit):
             MappingProxyType({k: _batch._readonly(v) for k, v in self.population_draws.items()}),
         )
 
+    def _curve_config(self, i: int) -> SamplerConfig:
+        """Every curve's draws come from the joint run, whose ``config`` is already that of
+        its re-fit when there was one."""
+        return self.config
+
     # ------------------------------------------------------------------ population
     def transforms(self) -> dict[str, Any]:
         """Per shared name, the map from its unconstrained population scale to its value."""

@@ -585,7 +585,7 @@ def _record_runs(monkeypatch) -> list:
     return configs
 
 
-def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch):
+def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch, tmp_path):
     """retry=True re-fits each curve that misses the policy (here: ess_low from 60 draws) once
     with twice the warm-up, four times the draws, target 0.999 and tree depth 8, stores every
     fourth draw (same shape), and leaves the curves that passed untouched."""
@@ -628,6 +628,14 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
         120, 60, 0.999, 8,
     )  # fmt: skip
     assert first_pass[0].config == first_pass.config  # not re-fitted: the first pass's
+    # each curve's Fit records whether its re-fit unshrank the mass matrix, also after a save
+    assert batch.retry_unshrunk.tolist() == (~diverged).tolist()
+    assert [batch[i].config.regularize_mass for i in range(3)] == diverged.tolist()
+    path = tmp_path / "b.nc"
+    batch.save(path)
+    loaded = bs.load(path)
+    assert loaded.retry_unshrunk.tolist() == batch.retry_unshrunk.tolist()
+    assert [loaded[i].config for i in range(3)] == [batch[i].config for i in range(3)]
     assert batch.samples["alpha"].shape == (3, 2, 60)
     assert batch.sample_stats["diverging"].shape == (3, 2, 60)
     # E-BFMI of a re-fitted curve is that of its 240 consecutive transitions per chain, not of

@@ -7,6 +7,7 @@ The two fits of the module fixtures are shared by the tests (one compile each).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import jax
@@ -220,6 +221,11 @@ def test_pooled_result_is_a_batchfit(pooled, tmp_path):
     assert (pooled.diagnostics["divergences"][fitted] == joint["divergences"]).all()
     fit = pooled["fam_03"]
     np.testing.assert_array_equal(fit.samples["alpha"], pooled.samples["alpha"][3])
+    # a curve's settings are the joint run's, also when that run was the re-fit (whose
+    # settings are the pooled result's config): not the independent fits' retry_config
+    assert fit.config == pooled.config
+    refitted = dataclasses.replace(pooled, retried=np.ones(len(pooled), dtype=bool))
+    assert refitted["fam_03"].config == pooled.config
     assert fit.summary().loc["alpha", "median"] == pytest.approx(s.loc["fam_03", "alpha_median"])
     with warnings.catch_warnings():
         _quiet()
