@@ -294,16 +294,24 @@ def test_recovery_coverage_200_curves_and_invalid_curves_reported(recovery200):
     # Nearly all chains mix (the few ess_low curves have a weakly identified E; more draws fix
     # them): R-hat <= 1.01 and no divergences for at least 95% of the curves.
     assert fitted["status"].isin(["ok", "ess_low"]).mean() >= 0.95, fitted["status"].value_counts()
-    # Forecasting far beyond the data warns once that it extrapolates and once naming the
-    # curves whose E the data leave free, nothing else: the unfitted curves' all-NaN rows must
-    # not raise NumPy's "All-NaN slice" RuntimeWarning.
+    # Forecasting far beyond the data warns once about the curves that miss the convergence
+    # policy, once that it extrapolates and once naming the curves whose E the data leave
+    # free, nothing else: the unfitted curves' all-NaN rows must not raise NumPy's "All-NaN
+    # slice" RuntimeWarning.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         far = batch.predict(N=1e14)
     weak = int((s["identifiability"] != "").sum())
-    expected = [bs.ExtrapolationWarning] + [check.IdentifiabilityWarning] * (weak > 0)
+    missed = int((fitted["status"] != "ok").sum())  # counted in one ConvergenceWarning
+    expected = [bs.ConvergenceWarning] * (missed > 0) + [bs.ExtrapolationWarning]
+    expected += [check.IdentifiabilityWarning] * (weak > 0)
     assert [w.category for w in caught] == expected, [str(w) for w in caught]
-    assert "200 curve(s)" in str(caught[0].message)
+    bad = int(batch.fails_badly.sum())  # refused: NaN rows; the mild misses are forecast
+    assert far["refused"].sum() == bad and far["loss_median"].notna().sum() == 200 - bad
+    if missed > bad:
+        assert f"{missed - bad} forecast curve(s) miss" in str(caught[0].message)
+    caught = caught[missed > 0 :]
+    assert f"{200 - bad} curve(s)" in str(caught[0].message)
     if weak:
         assert f"beyond the data of {weak} curve(s)" in str(caught[1].message)
     assert s.loc[["bad_value", "too_few"], "identifiability"].tolist() == ["", ""]
