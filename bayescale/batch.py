@@ -56,6 +56,7 @@ from .results import (
     __version__,
     above_data,
     convergence_of,
+    name_list,
 )
 
 __all__ = ["BatchFit", "fit_many", "load_batch", "synthetic_curves"]
@@ -1087,8 +1088,12 @@ class BatchFit:
         rng = np.random.default_rng(seed)
         log_x = {k: jnp.log(jnp.asarray(vals[k])) for k in self.law.inputs}
         refused = np.zeros(num, dtype=bool) if allow_unconverged else self.fails_badly
+        reasons = {  # why each refused curve is refused
+            self.curve_ids[i]: "; ".join(self.convergence(i).problems)
+            for i in np.flatnonzero(refused)
+        }
         fitted = np.flatnonzero(self.fitted & ~refused)
-        self._warn_unconverged(refused, fitted)
+        self._warn_unconverged(reasons, fitted)
         for s in range(0, len(fitted), int(chunk)):
             idx = fitted[s : s + int(chunk)]
             params = {
@@ -1125,10 +1130,9 @@ class BatchFit:
         if weak:
             from .check import IdentifiabilityWarning
 
-            shown = ", ".join(repr(c) for c in weak[:5]) + (", ..." if len(weak) > 5 else "")
             warnings.warn(
-                f"forecast beyond the data of {len(weak)} curve(s) ({shown}) whose data do not "
-                "constrain the irreducible loss: those forecasts follow its prior; see "
+                f"forecast beyond the data of {len(weak)} curve(s) ({name_list(weak)}) whose "
+                "data do not constrain the irreducible loss: those forecasts follow its prior; see "
                 "summary()['identifiability']",
                 IdentifiabilityWarning,
                 stacklevel=2,
@@ -1143,28 +1147,24 @@ class BatchFit:
         out["status"] = np.repeat(self.status, m)
         out["refused"] = np.repeat(refused, m)
         out.attrs["prob"] = prob
-        out.attrs["refused"] = {
-            self.curve_ids[i]: "; ".join(self.convergence(i).problems)
-            for i in np.flatnonzero(refused)
-        }
+        out.attrs["refused"] = reasons
         out.attrs["identifiability"] = {
             cid: list(w) for cid, w in zip(self.curve_ids, self.identifiability, strict=True) if w
         }
         return out
 
-    def _warn_unconverged(self, refused: np.ndarray, forecast: np.ndarray) -> None:
-        """One ConvergenceWarning for :meth:`predict`: the refused curves by name, and how many
-        forecast curves miss the policy."""
+    def _warn_unconverged(self, reasons: Mapping[str, str], forecast: np.ndarray) -> None:
+        """One ConvergenceWarning for :meth:`predict`: the refused curves (``reasons``: curve
+        -> why) by name, and how many forecast curves miss the policy."""
         mild = int(np.sum(~self.converged[forecast]))
         parts = []
-        if refused.any():
-            names = [self.curve_ids[i] for i in np.flatnonzero(refused)]
-            shown = ", ".join(repr(c) for c in names[:5]) + (", ..." if len(names) > 5 else "")
-            first = "; ".join(self.convergence(self.index(names[0])).problems)
+        if reasons:
+            names = list(reasons)
             parts.append(
-                f"refused to forecast {len(names)} of {len(self)} curves ({shown}): their fits "
-                f"fail the convergence gate badly (first: {first}); their rows are NaN with "
-                "refused=True; pass allow_unconverged=True to forecast them anyway"
+                f"refused to forecast {len(names)} of {len(self)} curves ({name_list(names)}): "
+                f"their fits fail the convergence gate badly (first: {reasons[names[0]]}); "
+                "their rows are NaN with refused=True; pass allow_unconverged=True to forecast "
+                "them anyway"
             )
         if mild:
             parts.append(

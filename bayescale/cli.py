@@ -533,6 +533,7 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     import pandas as pd
 
     import bayescale as bs
+    from bayescale.results import name_list
 
     path = Path(args.file)
     if not path.is_file():
@@ -572,7 +573,7 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     counts = summary["status"].value_counts()
     print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if weak:
-        shown = ", ".join(map(str, weak[:10])) + (", ..." if len(weak) > 10 else "")
+        shown = name_list(weak, 10, str)
         print(
             f"Warning: the data do not constrain the irreducible loss of {len(weak)} curve(s) "
             f"({shown}); their forecasts beyond the data follow its prior (BatchFit.summary()"
@@ -594,6 +595,7 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
     import pandas as pd
 
     from bayescale import ConvergenceWarning, UnconvergedError
+    from bayescale.results import name_list
 
     # One predict call per set of given inputs (N=..,D=.. and C=..,N=.. differ), so that its
     # extrapolation and identifiability warnings come once, not once per target.
@@ -619,7 +621,7 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
     print(_forecast_text(frame, args.prob, label="target"))
     mild = sorted(set(frame.loc[frame["status"] != "ok", "curve"]), key=batch.index)
     if mild:
-        shown = ", ".join(map(repr, mild[:10])) + (", ..." if len(mild) > 10 else "")
+        shown = name_list(mild, 10)
         what = "miss the convergence policy" + ("" if not args.force else " (--force)")
         print(
             f"Warning: the fits of {len(mild)} forecast curve(s) {what} ({shown}): "
@@ -629,7 +631,7 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
         frame.to_csv(args.csv, index=False)
         print(f"Wrote forecasts to {args.csv}")
     if refused:
-        shown = ", ".join(map(repr, refused[:10])) + (", ..." if len(refused) > 10 else "")
+        shown = name_list(refused, 10)
         first = frames[0].attrs["refused"][refused[0]]
         raise UnconvergedError(
             f"refused to forecast {len(refused)} of {len(batch)} curves ({shown}): their fits "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -245,6 +245,15 @@ def diagnose(
         retried=retried,
     )
     return table, conv
+
+
+def name_list(names: Sequence[Any], limit: int = 5, fmt: Callable[[Any], str] = repr) -> str:
+    """``names`` for a message: the first ``limit`` joined by commas, then ``...`` if more.
+
+    >>> name_list(["a", "b", "c"], 2)
+    "'a', 'b', ..."
+    """
+    return ", ".join(map(fmt, names[:limit])) + (", ..." if len(names) > limit else "")
 
 
 def above_data(
