@@ -223,7 +223,14 @@ def _sample(spec, config, data, ref, log_x, key, dtype, *, retried: bool, seed) 
         "step_size": np.asarray(draws["step_size"], dtype=np.float64),
         "potential_energy": np.asarray(draws["potential_energy"], dtype=np.float64),
     }
-    diag, conv = diagnose(samples, stats["energy"], stats["diverging"], retried)
+    diag, conv = diagnose(
+        samples,
+        stats["energy"],
+        stats["diverging"],
+        retried,
+        num_steps=stats["num_steps"],
+        max_tree_depth=config.max_tree_depth,
+    )
     return Fit(
         spec=spec,
         data=data,

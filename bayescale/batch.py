@@ -56,6 +56,7 @@ from .results import (
     __version__,
     above_data,
     convergence_of,
+    depth_hits,
     name_list,
 )
 
@@ -465,7 +466,8 @@ def thin_draws(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Keep every ``factor``-th draw of ``(curve, chain, factor * n)`` arrays: the last of each
     group of ``factor`` transitions. A group is divergent when any of its transitions was;
-    leapfrog steps add up; the acceptance probability is the group's mean; per-chain
+    leapfrog steps add up; the acceptance probability and ``depth_hit`` (whether a
+    transition reached the tree-depth cap) are the group's means; per-chain
     statistics pass through. The per-chain E-BFMI (``bfmi``) is that of the consecutive
     transitions (computed from the energies before thinning when ``stats`` lacks it).
 
@@ -491,8 +493,8 @@ def thin_draws(
             out[k] = groups.any(axis=-1)
         elif k == "num_steps":
             out[k] = groups.sum(axis=-1).astype(v.dtype)
-        elif k == "accept_prob":
-            out[k] = groups.mean(axis=-1)
+        elif k in ("accept_prob", "depth_hit"):
+            out[k] = groups.mean(axis=-1).astype(v.dtype)
         else:  # energy, potential_energy: of the kept draw
             out[k] = groups[..., -1]
     return kept, out
@@ -512,10 +514,12 @@ class _Sampled:
         if self.rows is not None:
             num = len(self.rows)
         shape = (num, config.num_chains, config.num_samples)
+        self.max_tree_depth = config.max_tree_depth
         self.samples = {k: np.full(shape, np.nan) for k in spec.site_names}
         self.stats = {
             "diverging": np.zeros(shape, dtype=bool),
             "num_steps": np.zeros(shape, dtype=np.int32),
+            "depth_hit": np.zeros(shape, dtype=np.float32),
             "energy": np.full(shape, np.nan),
             "accept_prob": np.full(shape, np.nan),
             "potential_energy": np.full(shape, np.nan),
@@ -527,7 +531,9 @@ class _Sampled:
     def store(self, index: np.ndarray, draws: Mapping[str, Any]) -> None:
         """Store the draws of the curves at ``index``; E-BFMI (``bfmi``, per chain) is taken
         from the draws' energies unless ``draws`` brings it (a thinned re-fit brings the
-        E-BFMI of its consecutive transitions, :func:`thin_draws`)."""
+        E-BFMI of its consecutive transitions, :func:`thin_draws`), and ``depth_hit`` (1 for a
+        draw whose tree reached ``max_tree_depth``) from ``num_steps`` unless ``draws``
+        brings it (a thinned re-fit: the share of each kept draw's transitions)."""
         n = len(index)
         if self.rows is not None:
             index = np.searchsorted(self.rows, index)
@@ -537,6 +543,10 @@ class _Sampled:
             if k == "bfmi" and k not in draws:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     self.stats[k][index] = engine.bfmi(np.asarray(draws["energy"][:n]))
+                continue
+            if k == "depth_hit" and k not in draws:
+                steps = np.asarray(draws["num_steps"][:n])
+                self.stats[k][index] = steps >= 2**self.max_tree_depth - 1
                 continue
             self.stats[k][index] = draws[k][:n]
 
@@ -891,7 +901,21 @@ class BatchFit:
             num_draws=self.num_chains * self.num_draws,
             min_bfmi=float(d["min_bfmi"][i]),
             retried=bool(self.retried[i]),
+            depth_hits=self._depth_hits(i),
+            max_tree_depth=self._curve_config(i).max_tree_depth,
         )
+
+    def _depth_hits(self, i: int) -> float:
+        """Share of curve ``i``'s transitions that reached the tree-depth cap (those behind
+        its kept draws: every transition of a thinned re-fit). Files saved before this was
+        recorded: from ``num_steps`` for a curve not re-fitted, 0 (unknown) for one that was
+        (its ``num_steps`` add up the thinned transitions)."""
+        st = self.sample_stats
+        if "depth_hit" in st:
+            return float(np.mean(st["depth_hit"][i], dtype=np.float64))
+        if self.retried[i]:
+            return 0.0
+        return depth_hits(st["num_steps"][i], self._curve_config(i).max_tree_depth)
 
     def message(self, key: str | int) -> str:
         """Why a curve was not fitted, or why its fit misses the convergence policy (which
@@ -1258,8 +1282,10 @@ class BatchFit:
 
         Groups: ``posterior`` (sampled and published parameters, dims chain, draw, curve),
         ``sample_stats`` (``diverging``, ``energy``, ``n_steps``, ``acceptance_rate``,
-        ``step_size``, ``lp`` and ``e_bfmi``: the chain's E-BFMI, of its unthinned
-        transitions for a re-fitted curve), ``observed_data`` (``loss`` over dimension ``point``: the points
+        ``step_size``, ``lp``, ``e_bfmi``: the chain's E-BFMI, of its unthinned
+        transitions for a re-fitted curve, and ``depth_hit``: whether the draw's tree
+        reached the depth cap, for a re-fitted curve the share of the thinned transitions
+        behind it), ``observed_data`` (``loss`` over dimension ``point``: the points
         of all curves concatenated), ``constant_data`` (per point: inputs, ``point_curve``;
         per curve: ``status``, ``message``, ``retried``, ``ref_*``) and, when
         ``log_likelihood`` is True (default: when it has at most 50 million values),
@@ -1280,6 +1306,8 @@ class BatchFit:
         }
         if "bfmi" in st:
             stats["e_bfmi"] = np.broadcast_to(st["bfmi"][:, :, None], st["energy"].shape)
+        if "depth_hit" in st:
+            stats["depth_hit"] = st["depth_hit"]
         stats = {k: np.moveaxis(np.asarray(v), 0, -1) for k, v in stats.items()}
         points = self._points()
         constant = {k: v for k, v in points.items() if k != "loss"}
@@ -1387,6 +1415,8 @@ def load_batch(path: str | Path) -> BatchFit:
     stats["warmup_divergences"] = np.zeros(stats["step_size"].shape, dtype=np.int32)
     if "e_bfmi" in st:
         stats["bfmi"] = np.moveaxis(np.asarray(st["e_bfmi"]), -1, 0)[:, :, 0]
+    if "depth_hit" in st:  # absent from files written before it was recorded
+        stats["depth_hit"] = np.moveaxis(np.asarray(st["depth_hit"]), -1, 0).astype(np.float32)
     const = azc.group(container, "constant_data")
     obs = azc.group(container, "observed_data")
     point_curve = np.asarray(const["point_curve"]).astype(str)

@@ -198,7 +198,14 @@ def _convergence_report(fit: Fit) -> str:
         return f"Convergence: OK ({numbers})."
     bar = "!" * 78
     verdict = "FAILS the gate badly" if conv.fails_badly else "misses the policy"
-    if conv.disagreement:  # separate modes or a free direction: more draws rarely help
+    if conv.deep_trees:  # trajectories cut short: deeper trees before more draws
+        advice = [
+            "!!! Forecasts from this fit are unreliable. The sampler's trajectories were cut",
+            f"!!! short: re-run with --max-tree-depth {conv.max_tree_depth + 2} (each level "
+            "doubles the cost),",
+            "!!! or check the data and the law.",
+        ]
+    elif conv.disagreement:  # separate modes or a free direction: more draws rarely help
         advice = [
             f"!!! Forecasts from this fit are unreliable. The chains disagree on "
             f"{conv.worst_rhat}: the data",
@@ -370,6 +377,15 @@ def _check_targets(law_name: str, targets: Sequence[tuple[str, dict[str, float]]
             )
 
 
+def _sampler_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--max-tree-depth`` and ``--target-accept`` when given (else the function's defaults)."""
+    options = {
+        "max_tree_depth": getattr(args, "max_tree_depth", None),
+        "target_accept_prob": getattr(args, "target_accept", None),
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[Fit, float]:
     import bayescale as bs
 
@@ -389,6 +405,7 @@ def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[F
         num_samples=args.num_samples,
         num_chains=args.num_chains,
         rng_key=args.seed,
+        **_sampler_options(args),
     )
     wall = time.perf_counter() - start
     _progress(f"fit done in {wall:.1f} s")
@@ -401,11 +418,12 @@ def _refuse_unconverged(fit: Fit, force: bool) -> None:
 
     conv = fit.convergence
     if conv.fails_badly and not force:
-        remedy = (
-            f"the data may not identify {conv.worst_rhat}: check the law and its priors"
-            if conv.disagreement
-            else "re-run with more --num-warmup/--num-samples"
-        )
+        if conv.deep_trees:
+            remedy = f"re-run with --max-tree-depth {conv.max_tree_depth + 2}"
+        elif conv.disagreement:
+            remedy = f"the data may not identify {conv.worst_rhat}: check the law and its priors"
+        else:
+            remedy = "re-run with more --num-warmup/--num-samples"
         raise UnconvergedError(
             f"refusing to forecast from a fit that fails the convergence gate badly "
             f"({'; '.join(conv.problems)}); {remedy}, or pass --force to forecast anyway"
@@ -555,6 +573,7 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         num_chains=args.num_chains,
         batch_size=args.batch_size,
         rng_key=args.seed,
+        **_sampler_options(args),
         progress=not args.quiet,
         **({"pooling": "partial", "share": args.share} if args.share else {}),
     )
@@ -796,6 +815,20 @@ def _data_options() -> argparse.ArgumentParser:
     samp.add_argument("--num-warmup", type=_count(0), default=500, help="default 500")
     samp.add_argument("--num-samples", type=_count(2), default=1000, help="default 1000")
     samp.add_argument("--num-chains", type=_count(1), default=4, help="default 4")
+    samp.add_argument(
+        "--max-tree-depth",
+        type=_count(1),
+        default=None,
+        help="NUTS tree-depth cap, at most 2^D - 1 leapfrog steps per draw (default 10 for "
+        "fit, 5 for fit-many, whose re-fit uses at least 8)",
+    )
+    samp.add_argument(
+        "--target-accept",
+        type=_probability,
+        default=None,
+        help="NUTS target acceptance probability (default 0.9); higher: smaller steps, "
+        "fewer divergences",
+    )
     samp.add_argument(
         "--force",
         action="store_true",

@@ -487,6 +487,7 @@ def _unpack(draws, pooled: PooledSpec, ref, index, num, config):
         v = np.asarray(draws[k])
         stats[k] = np.broadcast_to(v, shape).copy()
     stats["num_steps"] = stats["num_steps"].astype(np.int32)
+    stats["depth_hit"] = (stats["num_steps"] >= 2**config.max_tree_depth - 1).astype(np.float32)
     stats["step_size"] = np.broadcast_to(np.asarray(draws["step_size"]), shape[:2]).copy()
     stats["warmup_divergences"] = np.broadcast_to(
         np.asarray(draws["warmup_divergences"]), shape[:2]

@@ -36,6 +36,10 @@ EXTRAPOLATION_WARN = 10.0
 #: within-chain standard deviations. Four AR(1) chains of 1,000 draws with lag-1 correlation
 #: 0.995 (bulk ESS about 10 in all) span a median 1.4 sds and exceed 2 in 19% of runs.
 CHAIN_SPREAD_SDS = 2.0
+#: A fit that misses R-hat or ESS says so when at least this share of its draws built the
+#: full tree to ``max_tree_depth`` (Stan's "hit the maximum treedepth"): the sampler then
+#: crawls along a ridge, and deeper trees, not more draws, are the remedy.
+DEPTH_HITS_NOTE = 0.1
 
 
 class ConvergenceWarning(UserWarning):
@@ -71,6 +75,10 @@ class Convergence:
         "" or, when R-hat misses the policy, how the chains disagree on ``worst_rhat``
         (:func:`chain_disagreement`): their means lie in different places, not merely
         mixing slowly.
+    depth_hits, max_tree_depth
+        Share of the kept draws whose NUTS trajectory was built to the full tree-depth cap
+        (``2**max_tree_depth - 1`` leapfrog steps, :func:`depth_hits`), and that cap (0 when
+        unknown).
     """
 
     max_rhat: float
@@ -83,10 +91,14 @@ class Convergence:
     worst_rhat: str = ""
     worst_ess: str = ""
     disagreement: str = ""
+    depth_hits: float = 0.0
+    max_tree_depth: int = 0
 
     @property
     def problems(self) -> list[str]:
-        """Human-readable reasons the fit misses the policy (empty when converged)."""
+        """Human-readable reasons the fit misses the policy (empty when converged). When
+        R-hat or ESS misses it and trees hit the depth cap (:attr:`deep_trees`), the last
+        entry says so and names a deeper cap."""
         out = []
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
@@ -100,7 +112,23 @@ class Convergence:
             )
         if not self.min_bfmi >= BFMI_MIN:
             out.append(f"E-BFMI {self.min_bfmi:.2f} < {BFMI_MIN}")
+        if self.deep_trees:
+            d = self.max_tree_depth
+            out.append(
+                f"{self.depth_hits:.0%} of draws hit the tree-depth cap (max_tree_depth={d}, "
+                f"{2**d - 1} leapfrog steps): try max_tree_depth={d + 2}"
+            )
         return out
+
+    @property
+    def deep_trees(self) -> bool:
+        """R-hat or ESS misses the policy and at least :data:`DEPTH_HITS_NOTE` of the draws
+        hit the tree-depth cap: the trajectories were cut short, so deeper trees (each level
+        doubles the cost of a draw), not more draws, are the first remedy."""
+        mixing = not self.max_rhat <= RHAT_MAX or not (
+            min(self.min_ess_bulk, self.min_ess_tail) >= ESS_MIN
+        )
+        return bool(mixing and self.max_tree_depth and self.depth_hits >= DEPTH_HITS_NOTE)
 
     @property
     def converged(self) -> bool:
@@ -184,6 +212,19 @@ def _worst(values: Mapping[str, float], largest: bool) -> str:
     return (max if largest else min)(finite, key=finite.__getitem__)
 
 
+def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
+    """Share of draws whose NUTS trajectory was built to the full depth cap: NumPyro's
+    ``num_steps`` of such a draw is ``2**max_tree_depth - 1`` leapfrog steps.
+
+    >>> depth_hits(np.array([[255, 127], [255, 63]]), 8)
+    0.5
+    """
+    steps = np.asarray(num_steps)
+    if steps.size == 0:
+        return 0.0
+    return float(np.mean(steps >= 2**max_tree_depth - 1))
+
+
 def convergence_of(
     draws: Mapping[str, np.ndarray],
     rhat: Mapping[str, float],
@@ -197,10 +238,13 @@ def convergence_of(
     num_draws: int,
     min_bfmi: float,
     retried: bool,
+    depth_hits: float = 0.0,
+    max_tree_depth: int = 0,
 ) -> Convergence:
     """The :class:`Convergence` of a fit, naming the worst parameters of the per-parameter
     diagnostics ``rhat``, ``ess_bulk``, ``ess_tail`` (shared by single fits and the curves of
-    a batch, which aggregate them with their own NaN handling)."""
+    a batch, which aggregate them with their own NaN handling), with the share of draws
+    that hit the tree-depth cap ``max_tree_depth`` (0: unknown)."""
     worst_rhat = _worst(rhat, largest=True)
     min_ess = {k: float(np.minimum(ess_bulk[k], ess_tail[k])) for k in ess_bulk}
     disagreement = ""
@@ -217,13 +261,22 @@ def convergence_of(
         worst_rhat=worst_rhat,
         worst_ess=_worst(min_ess, largest=False),
         disagreement=disagreement,
+        depth_hits=float(depth_hits),
+        max_tree_depth=int(max_tree_depth),
     )
 
 
 def diagnose(
-    draws: Mapping[str, np.ndarray], energy: np.ndarray, diverging: np.ndarray, retried: bool
+    draws: Mapping[str, np.ndarray],
+    energy: np.ndarray,
+    diverging: np.ndarray,
+    retried: bool,
+    *,
+    num_steps: np.ndarray | None = None,
+    max_tree_depth: int = 0,
 ) -> tuple[pd.DataFrame, Convergence]:
-    """Per-parameter diagnostics table and the overall :class:`Convergence`."""
+    """Per-parameter diagnostics table and the overall :class:`Convergence` (with
+    ``num_steps`` and ``max_tree_depth``, the share of draws at the tree-depth cap)."""
     rhat, bulk, tail = azc.rhat(draws), azc.ess(draws, "bulk"), azc.ess(draws, "tail")
     mcse = azc.mcse_mean(draws)
     table = pd.DataFrame(
@@ -243,6 +296,8 @@ def diagnose(
         num_draws=int(np.size(diverging)),
         min_bfmi=float(np.min(azc.bfmi(energy))),
         retried=retried,
+        depth_hits=0.0 if num_steps is None else depth_hits(num_steps, max_tree_depth),
+        max_tree_depth=max_tree_depth if num_steps is not None else 0,
     )
     return table, conv
 
@@ -666,7 +721,14 @@ def load(path: str | Path):
     data = from_arrays(loss=np.asarray(obs["loss"]), **cols)
     config = SamplerConfig(**json.loads(attrs["config"]))
     retried = bool(int(attrs.get("retried", 0)))
-    diag, conv = diagnose(samples, stats["energy"], stats["diverging"], retried)
+    diag, conv = diagnose(
+        samples,
+        stats["energy"],
+        stats["diverging"],
+        retried,
+        num_steps=stats["num_steps"],
+        max_tree_depth=config.max_tree_depth,
+    )
     seed = int(attrs.get("seed", -1))
     return Fit(
         spec=spec,

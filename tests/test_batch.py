@@ -605,7 +605,7 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
     original_thin = batch_module.thin_draws
 
     def thin_spy(samples, stats, factor):
-        unthinned.append(np.array(stats["energy"]))
+        unthinned.append((np.array(stats["energy"]), np.array(stats["num_steps"])))
         return original_thin(samples, stats, factor)
 
     monkeypatch.setattr(batch_module, "thin_draws", thin_spy)
@@ -648,12 +648,45 @@ def test_retry_refits_every_failing_curve_with_longer_thinned_chains(monkeypatch
     assert batch.sample_stats["diverging"].shape == (3, 2, 60)
     # E-BFMI of a re-fitted curve is that of its 240 consecutive transitions per chain, not of
     # the 60 kept (thinned) ones.
-    (energy,) = unthinned
+    ((energy, steps),) = unthinned
     assert energy.shape == (3, 2, 240)
     np.testing.assert_allclose(batch.sample_stats["bfmi"], engine.bfmi(energy), rtol=1e-12)
     np.testing.assert_allclose(batch.diagnostics["min_bfmi"], engine.bfmi(energy).min(axis=1))
     thinned = engine.bfmi(batch.sample_stats["energy"])
     assert not np.allclose(thinned, batch.sample_stats["bfmi"])
+    # the share of draws at the tree-depth cap is the re-fit's: of its 240 transitions per
+    # chain at depth 8 (255 leapfrog steps), also after a save
+    at_cap = steps >= 255
+    for i in range(3):
+        conv = batch.convergence(i)
+        assert conv.max_tree_depth == 8 and conv.depth_hits == pytest.approx(at_cap[i].mean())
+    np.testing.assert_allclose(
+        batch.sample_stats["depth_hit"], at_cap.reshape(3, 2, 60, 4).mean(axis=-1)
+    )
+    assert [loaded.convergence(i).depth_hits for i in range(3)] == [
+        batch.convergence(i).depth_hits for i in range(3)
+    ]
+
+
+def test_curves_whose_trees_hit_the_depth_cap_say_so(tmp_path):
+    """Without the re-fit, at max_tree_depth=2 (3 leapfrog steps) every curve's draws reach
+    the cap: each curve's message ends with the note, with the share of its own draws."""
+    data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
+    small = dict(num_chains=2, num_warmup=60, num_samples=60, rng_key=0, progress=False)
+    with pytest.warns(bs.ConvergenceWarning):
+        batch = fit_many(data, "power_n", max_tree_depth=2, retry=False, **small)
+    steps = batch.sample_stats["num_steps"]
+    assert steps.max() == 3
+    for i in range(3):
+        conv = batch.convergence(i)
+        assert conv.max_tree_depth == 2 and conv.depth_hits == pytest.approx((steps[i] == 3).mean())
+        assert conv.deep_trees
+        assert batch.message(i).endswith(
+            "(max_tree_depth=2, 3 leapfrog steps): try max_tree_depth=4"
+        )
+        assert batch[i].convergence == conv
+    loaded = load_batch(batch.save(tmp_path / "b.nc"))
+    assert [loaded.message(i) for i in range(3)] == [batch.message(i) for i in range(3)]
 
 
 def _precise_kaplan_curves() -> tuple[pd.DataFrame, float]:
@@ -733,6 +766,10 @@ def test_thin_draws_keeps_every_kth_draw_and_counts_divergent_groups():
     # E-BFMI from the consecutive transitions: a random-walk energy with unit steps has
     # E[(dE)^2] = 1 before thinning and k after thinning by k.
     walk = np.cumsum(np.random.default_rng(0).normal(size=(1, 2, 4000)), axis=-1)
+    hits = {"depth_hit": np.array([[[1, 0, 1, 1, 0, 0]]], dtype=np.float32)}
+    assert thin_draws({"a": samples["a"][:, :1]}, hits, 2)[1]["depth_hit"].tolist() == [
+        [[0.5, 1.0, 0.0]]
+    ]
     _, stw = thin_draws({"a": walk}, {"energy": walk}, 4)
     np.testing.assert_allclose(stw["bfmi"], engine.bfmi(walk), rtol=1e-12)
     ratio = engine.bfmi(stw["energy"]) / stw["bfmi"]

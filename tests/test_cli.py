@@ -239,10 +239,43 @@ def test_unconverged_fit_needs_force(fitted, synthetic_csv, monkeypatch):
     assert "may not identify alpha" in line and "--force" in line
     assert "more --num-warmup" not in refused.out + line
 
+    # trajectories cut at the tree-depth cap: deeper trees are the remedy named, first
+    deep = dataclasses.replace(
+        split,
+        convergence=dataclasses.replace(split.convergence, depth_hits=0.96, max_tree_depth=8),
+    )
+    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: deep)
+    refused = run_cli(argv)
+    assert "96% of draws hit the tree-depth cap (max_tree_depth=8" in refused.out
+    assert "re-run with --max-tree-depth 10 (each level doubles the cost)" in refused.out
+    line = _error_line(refused, after_fit=True)
+    assert "re-run with --max-tree-depth 10" in line and "--force" in line
+
     monkeypatch.setattr(bs, "load", lambda path: bad)
     line = _error_line(run_cli(["optimal", fitted.fit_path, "--compute", "1e22"]))
     assert "--force" in line
     assert run_cli(["optimal", fitted.fit_path, "--compute", "1e22", "--force"]).rc == 0
+
+
+@pytest.mark.parametrize("command", ["fit", "fit-many"])
+def test_sampler_options_reach_the_fit(command, synthetic_csv, monkeypatch):
+    """--max-tree-depth and --target-accept are passed on; left out, the functions' own
+    defaults apply (10 and 0.9 for fit, 5 and 0.9 for fit-many)."""
+    seen: list[dict] = []
+
+    def stop(*args, **kwargs):
+        seen.append(kwargs)
+        raise bs.DataError("stopped after the call")
+
+    monkeypatch.setattr(bs, "fit" if command == "fit" else "fit_many", stop)
+    argv = [command, synthetic_csv, *(["--curve", "N"] if command == "fit-many" else [])]
+    _error_line(
+        run_cli([*argv, "--max-tree-depth", "7", "--target-accept", "0.95"]), after_fit=True
+    )
+    _error_line(run_cli(argv), after_fit=True)
+    assert (seen[0]["max_tree_depth"], seen[0]["target_accept_prob"]) == (7, 0.95)
+    assert "max_tree_depth" not in seen[1] and "target_accept_prob" not in seen[1]
+    assert run_cli([*argv, "--target-accept", "1.5"]).rc == 2  # argparse: not in (0, 1)
 
 
 def test_fit_with_curves_forecasts_the_others_when_one_is_refused(fitted, tmp_path, monkeypatch):

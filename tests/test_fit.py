@@ -204,6 +204,48 @@ def test_unconverged_fit_refuses_to_forecast(synthetic):
     assert "NOT CONVERGED" in repr(bad)
 
 
+def test_trajectories_cut_at_the_tree_depth_cap_name_a_deeper_cap(synthetic, synth_fit, tmp_path):
+    """At max_tree_depth=2 NUTS builds at most 3 leapfrog steps per draw: nearly every draw
+    reaches the cap, the chains crawl (R-hat, ESS miss the policy) and the fit says so and
+    names a deeper cap. The default cap (10) is never reached on this posterior."""
+    with pytest.warns(bs.ConvergenceWarning, match=r"try max_tree_depth=4"):
+        shallow = bs.fit(
+            synthetic, law="chinchilla", max_tree_depth=2, retry=False, rng_key=0, **FAST
+        )
+    conv = shallow.convergence
+    steps = np.asarray(shallow.sample_stats["num_steps"])
+    assert steps.max() == 3
+    assert conv.max_tree_depth == 2 and conv.depth_hits == np.mean(steps == 3) > 0.9
+    assert conv.deep_trees and not conv.converged
+    assert re.fullmatch(
+        r"\d+% of draws hit the tree-depth cap \(max_tree_depth=2, 3 leapfrog steps\): "
+        r"try max_tree_depth=4",
+        conv.problems[-1],
+    )
+    path = shallow.save(tmp_path / "shallow.nc")
+    assert bs.load(path).convergence.depth_hits == conv.depth_hits
+    # the module's converged fit: depth 10, no draw near 1023 steps, no note
+    ok = synth_fit.convergence
+    assert (ok.max_tree_depth, ok.depth_hits, ok.deep_trees) == (10, 0.0, False)
+
+
+def test_tree_depth_note_only_explains_slow_mixing():
+    """The tree-depth note joins a failed R-hat or ESS; it never fails a fit by itself, nor
+    explains divergences."""
+    from bayescale.results import Convergence
+
+    fine = Convergence(1.002, 900.0, 900.0, 0, 4000, 0.9, depth_hits=0.8, max_tree_depth=8)
+    assert fine.converged and not fine.deep_trees
+    divergent = Convergence(1.002, 900.0, 900.0, 4, 4000, 0.9, depth_hits=0.8, max_tree_depth=8)
+    assert divergent.problems == ["4 divergent transitions"]
+    slow = Convergence(1.002, 300.0, 900.0, 0, 4000, 0.9, depth_hits=0.8, max_tree_depth=8)
+    assert slow.deep_trees and "try max_tree_depth=10" in slow.problems[-1]
+    rare = Convergence(1.002, 300.0, 900.0, 0, 4000, 0.9, depth_hits=0.05, max_tree_depth=8)
+    assert not rare.deep_trees and len(rare.problems) == 1
+    unknown = Convergence(1.2, 30.0, 90.0, 0, 4000, 0.9, depth_hits=1.0, max_tree_depth=0)
+    assert not unknown.deep_trees
+
+
 def test_bad_fit_requests_raise_typed_errors(synthetic):
     with pytest.raises(bs.UnknownLawError, match="known laws"):
         bs.fit(synthetic, law="chinchila")
