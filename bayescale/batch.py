@@ -888,21 +888,32 @@ class BatchFit:
         """The :class:`~bayescale.results.Convergence` of one curve."""
         i = self.index(key)
         d = self.diagnostics
-        sites = self.spec.site_names
+        draws, rhat, bulk, tail = self._site_diagnostics(i)
         return convergence_of(
-            {k: self.samples[k][i] for k in sites},
-            dict(zip(sites, d["r_hat"][i], strict=True)),
-            dict(zip(sites, d["ess_bulk"][i], strict=True)),
-            dict(zip(sites, d["ess_tail"][i], strict=True)),
-            max_rhat=float(np.max(d["r_hat"][i])),
-            min_ess_bulk=float(np.min(d["ess_bulk"][i])),
-            min_ess_tail=float(np.min(d["ess_tail"][i])),
+            draws,
+            rhat,
+            bulk,
+            tail,
+            max_rhat=float(np.max(list(rhat.values()))),
+            min_ess_bulk=float(np.min(list(bulk.values()))),
+            min_ess_tail=float(np.min(list(tail.values()))),
             divergences=int(d["divergences"][i]),
             num_draws=self.num_chains * self.num_draws,
             min_bfmi=float(d["min_bfmi"][i]),
             retried=bool(self.retried[i]),
             depth_hits=self._depth_hits(i),
             max_tree_depth=self._curve_config(i).max_tree_depth,
+        )
+
+    def _site_diagnostics(self, i: int) -> tuple[dict, dict, dict, dict]:
+        """Draws, R-hat, bulk and tail ESS of the sites behind curve ``i``'s convergence."""
+        d = self.diagnostics
+        sites = self.spec.site_names
+        return (
+            {k: self.samples[k][i] for k in sites},
+            dict(zip(sites, d["r_hat"][i], strict=True)),
+            dict(zip(sites, d["ess_bulk"][i], strict=True)),
+            dict(zip(sites, d["ess_tail"][i], strict=True)),
         )
 
     def _depth_hits(self, i: int) -> float:

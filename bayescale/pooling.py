@@ -577,6 +577,18 @@ class PooledBatchFit(_batch.BatchFit):
         its re-fit when there was one."""
         return self.config
 
+    def _site_diagnostics(self, i: int) -> tuple[dict, dict, dict, dict]:
+        """The curve's sites and the population's (``mu_*``, ``tau_*``): a curve's posterior
+        depends on both, so its :meth:`convergence`, ``message``, :attr:`fails_badly` (the
+        refusals of ``predict``) and ``batch[curve]`` judge both, as its status does."""
+        draws, rhat, bulk, tail = super()._site_diagnostics(i)
+        pop = self.population_diagnostics
+        draws.update(self.population_draws)
+        rhat.update(pop["r_hat"].to_dict())
+        bulk.update(pop["ess_bulk"].to_dict())
+        tail.update(pop["ess_tail"].to_dict())
+        return draws, rhat, bulk, tail
+
     # ------------------------------------------------------------------ population
     def transforms(self) -> dict[str, Any]:
         """Per shared name, the map from its unconstrained population scale to its value."""

@@ -292,3 +292,32 @@ def test_bad_pooling_arguments_are_refused_with_the_allowed_names(family):
             frame[frame.curve == "fam_00"], "power_n", pooling="partial", share="alpha",
             priors=priors, **kw,
         )  # fmt: skip
+
+
+def test_a_population_that_fails_badly_refuses_every_curve(pooled):
+    """Each curve's posterior depends on the population: when the population's chains
+    disagree (one chain of mu_alpha moved by 5 posterior sds, statuses recomputed as the fit
+    does), every curve's convergence, message and the gate of predict say so, not only its
+    status."""
+    from bayescale.pooling import _diagnose_joint
+
+    pop = {k: np.array(v) for k, v in pooled.population_draws.items()}
+    mu = pop["mu_alpha"]
+    mu[0] += 5.0 * mu.std()
+    _, status = _diagnose_joint(
+        pooled.samples, pooled.sample_stats, pop, pooled.spec, pooled.fitted
+    )
+    bad = dataclasses.replace(pooled, population_draws=pop, status=status)
+    fitted = pooled.fitted
+    assert not pooled.fails_badly.any()
+    assert (bad.status[fitted] != "ok").all()  # (this fixture's joint run has divergences)
+    assert bad.fails_badly[fitted].all() and not bad.fails_badly[~fitted].any()
+    conv = bad.convergence("fam_03")
+    assert conv.worst_rhat == "mu_alpha" and conv.max_rhat > 1.05
+    assert "chains disagree on mu_alpha" in bad.message("fam_03")
+    with pytest.warns(bs.ConvergenceWarning, match="fam_03"):
+        pred = bad.predict(N=1e9)
+    assert pred["refused"][pred["curve"].isin(np.asarray(pooled.curve_ids)[fitted])].all()
+    assert pred["loss_median"].isna().all()
+    with pytest.raises(bs.UnconvergedError, match="mu_alpha"):
+        bad["fam_03"].predict(N=1e9)
