@@ -15,6 +15,7 @@ Besiroglu et al. 2024, arXiv:2404.10102 (tokens per parameter with intervals, Fi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import planning
-from .results import Fit
+from .results import ConvergenceWarning, Fit
 
 __all__ = [
     "plot_fit",
@@ -250,6 +251,51 @@ def _title(fit: Fit) -> str:
     return f"{fit.law.name}: {fit.law.formula}"
 
 
+#: ``gid`` of the stamp across a plot drawn from a fit that misses the convergence policy.
+UNCONVERGED_GID = "bayescale-unconverged"
+
+
+def _verdict(fit: Fit) -> str:
+    return "FAILS THE CONVERGENCE GATE BADLY" if fit.convergence.fails_badly else "NOT CONVERGED"
+
+
+def _state(fit: Fit) -> str:
+    """Title suffix of the diagnostic plots (posterior, residuals) of an unconverged fit."""
+    return "" if fit.converged else f" [{_verdict(fit)}]"
+
+
+def _mark_unconverged(ax: Axes, fit: Fit | None) -> None:
+    """Stamp a forecast plot drawn from a fit that misses the convergence policy and warn.
+
+    Plots never refuse (they are how one inspects a failed fit), but their bands must not
+    pass for trustworthy ones: ``Fit.predict`` warns or refuses for the same fit.
+    """
+    if fit is None or fit.converged:
+        return
+    verdict = _verdict(fit)
+    ax.text(
+        0.5,
+        0.5,
+        verdict,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        rotation=20,
+        color="red",
+        alpha=0.4,
+        fontsize=15,
+        fontweight="bold",
+        zorder=10,
+        gid=UNCONVERGED_GID,
+    )
+    warnings.warn(
+        f"plotting a fit that {verdict.lower()} ({'; '.join(fit.convergence.problems)}): "
+        "its bands and forecasts are unreliable",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
 # ---------------------------------------------------------------------------------- plot_fit
 def plot_fit(
     fit: Fit,
@@ -339,6 +385,7 @@ def plot_fit(
     if legend:
         handles, _ = ax.get_legend_handles_labels()
         _legend_outside(ax, handles + _band_handles(probs))
+    _mark_unconverged(ax, fit)
     return ax
 
 
@@ -572,6 +619,7 @@ def plot_isoflop(
         marker = Line2D([], [], marker="o", color="0.3", mec="k", ls="-", label="optimum N*")
         bands = _band_handles(probs) if post.num_draws > 1 else []
         _legend_outside(ax, [*handles, marker, *bands])
+    _mark_unconverged(ax, post.fit)
     return ax
 
 
@@ -676,6 +724,7 @@ def plot_frontier(
         handles, _ = ax.get_legend_handles_labels()
         bands = _band_handles(probs) if post.num_draws > 1 else []
         _legend_outside(ax, handles + bands)
+    _mark_unconverged(ax, post.fit)
     return ax
 
 
@@ -817,7 +866,9 @@ def plot_posterior(
             elif j > 0:
                 a.tick_params(labelleft=False)
             a.tick_params(labelsize=7)
-    ax[0, 0].figure.suptitle(f"Posterior of {fit.law.name} ({total} draws)", fontsize=10)
+    ax[0, 0].figure.suptitle(
+        f"Posterior of {fit.law.name} ({total} draws)" + _state(fit), fontsize=10
+    )
     return ax
 
 
@@ -892,7 +943,8 @@ def plot_residuals(
     ax.set_xlabel(_LABELS[x])
     ax.set_ylabel("log(observed / fitted)")
     ax.set_title(
-        f"Residuals of {fit.law.name} ({fit.spec.likelihood}); bands ±1σ, ±2σ (σ = {sigma:.3g})",
+        f"Residuals of {fit.law.name} ({fit.spec.likelihood}); bands ±1σ, ±2σ (σ = {sigma:.3g})"
+        + _state(fit),
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="upper right")

@@ -687,6 +687,12 @@ def test_curves_whose_trees_hit_the_depth_cap_say_so(tmp_path):
         assert batch[i].convergence == conv
     loaded = load_batch(batch.save(tmp_path / "b.nc"))
     assert [loaded.message(i) for i in range(3)] == [batch.message(i) for i in range(3)]
+    # the gate survives the file: the same curves fail badly and predict refuses them
+    assert batch.fails_badly.any()
+    assert loaded.fails_badly.tolist() == batch.fails_badly.tolist()
+    with pytest.warns(bs.ConvergenceWarning, match="refused"):
+        pred = loaded.predict(N=1e9)
+    assert pred["refused"].tolist() == batch.fails_badly.tolist()
 
 
 def _precise_kaplan_curves() -> tuple[pd.DataFrame, float]:

@@ -250,3 +250,28 @@ def test_plot_residuals(synth_fit, power_fit):
     assert np.all(np.abs(xy[:, 1]) < 0.04)
     ax = plot_residuals(power_fit, x="C")
     assert len(_scatters(ax)[0].get_offsets()) == len(power_fit.data)
+
+
+def test_plots_of_an_unconverged_fit_are_stamped_and_warn(synth_fit):
+    """Plots never refuse a failed fit (they are how one inspects it), but its forecast plots
+    carry a stamp and a ConvergenceWarning, and its diagnostic plots say so in the title;
+    a converged fit's plots carry neither."""
+    from bayescale.plot import UNCONVERGED_GID
+
+    data = bs.datasets.chinchilla_synthetic(seed=0)
+    with pytest.warns(bs.ConvergenceWarning):
+        bad = bs.fit(data, law="chinchilla", num_warmup=5, num_samples=20, retry=False, rng_key=0)
+    assert bad.convergence.fails_badly
+
+    def stamps(ax):
+        return [t.get_text() for t in ax.texts if t.get_gid() == UNCONVERGED_GID]
+
+    for draw in (plot_fit, plot_isoflop, plot_frontier):
+        with pytest.warns(bs.ConvergenceWarning, match="fails the convergence gate badly"):
+            ax = draw(bad)
+        assert stamps(ax) == ["FAILS THE CONVERGENCE GATE BADLY"], draw.__name__
+        assert stamps(draw(synth_fit)) == [], draw.__name__
+    assert plot_residuals(bad).get_title().endswith("[FAILS THE CONVERGENCE GATE BADLY]")
+    title = plot_posterior(bad)[0, 0].figure._suptitle.get_text()
+    assert title.endswith("[FAILS THE CONVERGENCE GATE BADLY]")
+    assert "CONVERGE" not in plot_residuals(synth_fit).get_title()
