@@ -951,7 +951,10 @@ class BatchFit:
         -----
         A re-fitted curve's ``config`` is the re-fit's (:func:`retry_config`: warm-up, target
         acceptance, tree depth, and ``regularize_mass=False`` for a curve that failed without
-        divergent draws) with its kept draws, thinned back to the first pass's count.
+        divergent draws) with its kept draws, thinned back to the first pass's count. Its
+        ``sample_stats`` carry the curve's per-chain ``bfmi`` and per-draw ``depth_hit`` (of
+        the unthinned transitions), which :meth:`Fit.save <bayescale.results.Fit.save>` and
+        :func:`bayescale.load` keep.
         """
         i = self.index(key)
         if not self.fitted[i]:
@@ -962,6 +965,12 @@ class BatchFit:
         }
         stats["potential_energy"] = st["potential_energy"][i]
         stats["num_steps"] = stats["num_steps"].astype(np.int64)
+        # Per-chain E-BFMI and depth-cap shares of the transitions behind the kept draws: a
+        # re-fitted curve's draws are thinned, so neither can be recomputed from its energies
+        # and summed num_steps (Fit.save writes them, bs.load reads them back).
+        for k in ("bfmi", "depth_hit"):
+            if k in st:
+                stats[k] = st[k][i]
         table = pd.DataFrame(
             {k: self.diagnostics[k][i] for k in ("mcse_mean", "ess_bulk", "ess_tail", "r_hat")},
             index=list(self.spec.site_names),
@@ -1251,13 +1260,20 @@ class BatchFit:
         return np.concatenate(parts, axis=-1)
 
     def _points(self) -> dict[str, np.ndarray]:
-        """Observed points of every curve that has data, concatenated, with their curve id."""
+        """Observed points of every curve that has data, concatenated, with their curve id.
+
+        Every input column that some curve has (``N``, ``D``, ``C``, ``U``) is written, NaN at
+        the points of curves without it (e.g. an ``invalid_input`` curve lacking ``D``):
+        :func:`load_batch` gives each curve back exactly its non-NaN columns."""
         have = [d for d in self.data if d is not None]
-        inputs = [
-            k for k in ("N", "D", "C") if have and all(getattr(d, k) is not None for d in have)
-        ]
+        inputs = [k for k in ("N", "D", "C", "U") if any(getattr(d, k) is not None for d in have)]
+
+        def column(d: ScalingData, k: str) -> np.ndarray:
+            value = getattr(d, k)
+            return np.full(len(d), np.nan) if value is None else np.asarray(value, dtype=float)
+
         out = (
-            {k: np.concatenate([getattr(d, k) for d in have]) for k in (*inputs, "loss")}
+            {k: np.concatenate([column(d, k) for d in have]) for k in (*inputs, "loss")}
             if have
             else {"loss": np.zeros(0)}
         )
@@ -1296,8 +1312,10 @@ class BatchFit:
         ``step_size``, ``lp``, ``e_bfmi``: the chain's E-BFMI, of its unthinned
         transitions for a re-fitted curve, and ``depth_hit``: whether the draw's tree
         reached the depth cap, for a re-fitted curve the share of the thinned transitions
-        behind it), ``observed_data`` (``loss`` over dimension ``point``: the points
-        of all curves concatenated), ``constant_data`` (per point: inputs, ``point_curve``;
+        behind it, and ``warmup_divergences``: the chain's divergent warm-up transitions),
+        ``observed_data`` (``loss`` over dimension ``point``: the points of all curves
+        concatenated), ``constant_data`` (per point: every input some curve has, NaN for
+        the points of curves without it, and ``point_curve``;
         per curve: ``status``, ``message``, ``retried``, ``ref_*``) and, when
         ``log_likelihood`` is True (default: when it has at most 50 million values),
         ``log_likelihood`` (chain, draw, point), computed in JAX.
@@ -1319,6 +1337,10 @@ class BatchFit:
             stats["e_bfmi"] = np.broadcast_to(st["bfmi"][:, :, None], st["energy"].shape)
         if "depth_hit" in st:
             stats["depth_hit"] = st["depth_hit"]
+        if "warmup_divergences" in st:
+            stats["warmup_divergences"] = np.broadcast_to(
+                st["warmup_divergences"][:, :, None], st["energy"].shape
+            )
         stats = {k: np.moveaxis(np.asarray(v), 0, -1) for k, v in stats.items()}
         points = self._points()
         constant = {k: v for k, v in points.items() if k != "loss"}
@@ -1397,7 +1419,10 @@ def load_batch(path: str | Path) -> BatchFit:
     """Read a :class:`BatchFit` written by :meth:`BatchFit.save`.
 
     The law is looked up by name in the registry (register a custom law before loading);
-    custom priors are not stored. Diagnostics are recomputed from the stored draws.
+    custom priors are not stored. Diagnostics are recomputed from the stored draws (E-BFMI
+    from the stored per-chain ``e_bfmi``). Each curve gets back the input columns it had
+    (``N``, ``D``, ``C``, ``U``: those not NaN at its points). ``warmup_divergences`` are
+    zeros for files written before they were stored.
     """
     container = azc.from_netcdf(path)
     post = azc.group(container, "posterior")
@@ -1423,7 +1448,11 @@ def load_batch(path: str | Path) -> BatchFit:
         "potential_energy": -np.moveaxis(np.asarray(st["lp"]), -1, 0),
     }
     stats["step_size"] = np.moveaxis(np.asarray(st["step_size"]), -1, 0)[:, :, 0]
-    stats["warmup_divergences"] = np.zeros(stats["step_size"].shape, dtype=np.int32)
+    if "warmup_divergences" in st:
+        warm = np.moveaxis(np.asarray(st["warmup_divergences"]), -1, 0)[:, :, 0]
+        stats["warmup_divergences"] = warm.astype(np.int32)
+    else:  # files written before it was recorded
+        stats["warmup_divergences"] = np.zeros(stats["step_size"].shape, dtype=np.int32)
     if "e_bfmi" in st:
         stats["bfmi"] = np.moveaxis(np.asarray(st["e_bfmi"]), -1, 0)[:, :, 0]
     if "depth_hit" in st:  # absent from files written before it was recorded
@@ -1432,7 +1461,8 @@ def load_batch(path: str | Path) -> BatchFit:
     obs = azc.group(container, "observed_data")
     point_curve = np.asarray(const["point_curve"]).astype(str)
     loss = np.asarray(obs["loss"])
-    cols = {k: np.asarray(const[k]) for k in ("N", "D", "C") if k in const}
+    # NaN where a curve lacks the input (see BatchFit._points)
+    cols = {k: np.asarray(const[k], dtype=float) for k in ("N", "D", "C", "U") if k in const}
     run = np.asarray(const["run"]).astype(str) if "run" in const else None
     num_points = np.asarray(const["num_points"])
     datas: list[ScalingData | None] = []
@@ -1441,7 +1471,7 @@ def load_batch(path: str | Path) -> BatchFit:
             datas.append(None)
             continue
         sel = point_curve == cid
-        kw = {k: v[sel] for k, v in cols.items()}
+        kw = {k: v[sel] for k, v in cols.items() if not np.isnan(v[sel]).all()}
         if run is not None:
             kw["run"] = run[sel]
         datas.append(from_arrays(loss=loss[sel], curve=cid, **kw))

@@ -274,14 +274,26 @@ def diagnose(
     *,
     num_steps: np.ndarray | None = None,
     max_tree_depth: int = 0,
+    bfmi: np.ndarray | None = None,
+    depth_hit: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, Convergence]:
     """Per-parameter diagnostics table and the overall :class:`Convergence` (with
-    ``num_steps`` and ``max_tree_depth``, the share of draws at the tree-depth cap)."""
+    ``num_steps`` and ``max_tree_depth``, the share of draws at the tree-depth cap).
+
+    ``bfmi`` (per chain) and ``depth_hit`` (per draw: 1 at the cap, for a thinned draw the
+    share of its transitions at the cap), when given, replace the values computed from
+    ``energy`` and ``num_steps``: a batch curve re-fitted with thinned draws brings those of
+    its consecutive transitions (the thinned energies would overstate E-BFMI)."""
     rhat, bulk, tail = azc.rhat(draws), azc.ess(draws, "bulk"), azc.ess(draws, "tail")
     mcse = azc.mcse_mean(draws)
     table = pd.DataFrame(
         {"mcse_mean": mcse, "ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}
     ).loc[list(draws)]
+    known = num_steps is not None or depth_hit is not None
+    if depth_hit is not None:
+        hits = float(np.mean(depth_hit, dtype=np.float64)) if np.size(depth_hit) else 0.0
+    else:
+        hits = 0.0 if num_steps is None else depth_hits(num_steps, max_tree_depth)
     # A NaN diagnostic (non-finite draws, or a parameter stuck at one value in every chain)
     # fails the gate, as in a batch: NumPy's max/min propagate NaN where nanmax skipped it.
     conv = convergence_of(
@@ -294,10 +306,10 @@ def diagnose(
         min_ess_tail=float(np.min(table["ess_tail"].to_numpy())),
         divergences=int(np.sum(diverging)),
         num_draws=int(np.size(diverging)),
-        min_bfmi=float(np.min(azc.bfmi(energy))),
+        min_bfmi=float(np.min(azc.bfmi(energy) if bfmi is None else bfmi)),
         retried=retried,
-        depth_hits=0.0 if num_steps is None else depth_hits(num_steps, max_tree_depth),
-        max_tree_depth=max_tree_depth if num_steps is not None else 0,
+        depth_hits=hits,
+        max_tree_depth=max_tree_depth if known else 0,
     )
     return table, conv
 
@@ -609,8 +621,9 @@ class Fit:
         """ArviZ container (InferenceData on ArviZ 0.x, DataTree on 1.x).
 
         Groups: ``posterior`` (sampled and published parameters), ``sample_stats``
-        (``diverging``, ``energy``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``),
-        ``log_likelihood`` (pointwise, computed in JAX), ``observed_data`` (``loss``) and
+        (``diverging``, ``energy``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``;
+        for a curve of a batch also ``e_bfmi``, the chain's E-BFMI, and ``depth_hit``, of the
+        unthinned transitions of a re-fitted curve), ``log_likelihood`` (pointwise, computed in JAX), ``observed_data`` (``loss``) and
         ``constant_data`` (the inputs and run ids).
         """
         posterior = dict(self.samples)
@@ -626,6 +639,10 @@ class Fit:
             "step_size": step,
             "lp": -st["potential_energy"],
         }
+        if "bfmi" in st:  # a batch curve's (BatchFit.__getitem__): the chain's E-BFMI
+            stats["e_bfmi"] = np.broadcast_to(np.asarray(st["bfmi"])[:, None], st["energy"].shape)
+        if "depth_hit" in st:
+            stats["depth_hit"] = st["depth_hit"]
         constant = {k: getattr(self.data, k) for k in ("N", "D", "C", "U")}
         constant = {k: v for k, v in constant.items() if v is not None}
         for k in ("curve", "run"):
@@ -715,6 +732,12 @@ def load(path: str | Path):
         "step_size": np.asarray(st["step_size"])[:, 0],
         "potential_energy": -np.asarray(st["lp"]),
     }
+    # Written for a curve taken out of a batch: E-BFMI and depth-cap shares of the unthinned
+    # transitions of a re-fitted curve, which its thinned energies and num_steps would misstate.
+    if "e_bfmi" in st:
+        stats["bfmi"] = np.asarray(st["e_bfmi"])[:, 0]
+    if "depth_hit" in st:
+        stats["depth_hit"] = np.asarray(st["depth_hit"])
     const = azc.group(container, "constant_data")
     obs = azc.group(container, "observed_data")
     cols = {k: np.asarray(const[k]) for k in ("N", "D", "C", "U", "curve", "run") if k in const}
@@ -728,6 +751,8 @@ def load(path: str | Path):
         retried,
         num_steps=stats["num_steps"],
         max_tree_depth=config.max_tree_depth,
+        bfmi=stats.get("bfmi"),
+        depth_hit=stats.get("depth_hit"),
     )
     seed = int(attrs.get("seed", -1))
     return Fit(

@@ -807,3 +807,112 @@ def test_predictive_draws_follow_the_fitted_likelihood():
     assert counts.var() == pytest.approx(var, rel=0.02)
     normal = predictive_draws(bs.build_model("power_n"), np.zeros((200_000, 1)), sigma, rng)
     assert np.log(normal).std() == pytest.approx(0.1, rel=0.01)  # lognormal: sd of log loss
+
+
+# ----------------------------------------------------------------------------- storage of inputs
+def _datablations_curves() -> dict[str, dict[str, np.ndarray]]:
+    """Two datablations curves (16 runs on a 4 x 4 grid of N and D, U <= D with 3 distinct
+    values) and two invalid ones: one without U (C is derived from N and D), one with N only."""
+    from bayescale.laws.datablations import MUENNIGHOFF_2023_PARAMS, datablations_loss
+
+    rng = np.random.default_rng(0)
+
+    def curve(shift: float) -> dict[str, np.ndarray]:
+        N, D = np.meshgrid(np.geomspace(1e7, 1e9, 4) * shift, np.geomspace(1e9, 1e11, 4))
+        N, D = N.ravel(), D.ravel()
+        U = np.minimum(D, 6e9 * shift)
+        loss = datablations_loss(N, D, U, MUENNIGHOFF_2023_PARAMS)
+        return {"N": N, "D": D, "U": U, "loss": loss * np.exp(0.01 * rng.normal(size=N.size))}
+
+    a, b = curve(1.0), curve(2.0)
+    return {
+        "a": a,
+        "b": b,
+        "no_U": {k: a[k] for k in ("N", "D", "loss")},
+        "no_D": {k: b[k] for k in ("N", "loss")},
+    }
+
+
+def test_save_load_keeps_every_curves_input_columns(tmp_path):
+    """A saved batch gives each curve back exactly the input columns it had (N, D, C and the
+    unique tokens U), also when an invalid curve lacks some of them, so the loaded batch
+    forecasts as the original; the warm-up divergences per curve and chain survive too."""
+    small = dict(num_chains=2, num_warmup=60, num_samples=60, retry=False, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        batch = fit_many(_datablations_curves(), "datablations", rng_key=0, **small)
+    assert batch.status[2:].tolist() == ["invalid_input"] * 2 and batch.fitted[:2].all()
+    assert [d.inputs for d in batch.data] == [("N", "D", "C", "U")] * 2 + [("N", "D", "C"), ("N",)]
+    back = load_batch(batch.save(tmp_path / "b.nc"))
+    assert back.status.tolist() == batch.status.tolist()
+    for before, after in zip(batch.data, back.data, strict=True):
+        assert after.inputs == before.inputs
+        for k in (*before.inputs, "loss"):
+            np.testing.assert_array_equal(getattr(after, k), getattr(before, k))
+    np.testing.assert_array_equal(
+        back.sample_stats["warmup_divergences"], batch.sample_stats["warmup_divergences"]
+    )
+    target = dict(N=2e9, D=[2e11, 4e11], U=2e10, allow_unconverged=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want, got = batch.predict(**target), back.predict(**target)
+        fit_want, fit_got = batch["b"].predict(**target), back["b"].predict(**target)
+    pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(fit_got, fit_want)
+    assert np.isfinite(got["loss_median"][got["curve"].isin(["a", "b"])]).all()
+
+
+@pytest.fixture(scope="module")
+def refitted3():
+    """Three power_n curves re-fitted (thinned by 4) after 2 chains x 60 draws miss the policy
+    (same settings as test_retry_refits_every_failing_curve_with_longer_thinned_chains)."""
+    data, _ = synthetic_curves(3, seed=5, num_points=(20, 20))
+    small = dict(num_chains=2, num_warmup=60, num_samples=60, rng_key=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        batch = fit_many(data, "power_n", **small)
+    assert batch.retried.all()
+    return batch
+
+
+def test_saved_curve_of_a_refit_keeps_the_batch_e_bfmi(refitted3, tmp_path):
+    """batch[i].save + bs.load keeps the curve's E-BFMI of its unthinned re-fit transitions
+    (and the share of them at the depth cap), where recomputing from the thinned energies
+    overstates E-BFMI about 4-fold."""
+    batch = refitted3
+    for i in range(len(batch)):
+        fit, conv = batch[i], batch.convergence(i)
+        np.testing.assert_array_equal(fit.sample_stats["bfmi"], batch.sample_stats["bfmi"][i])
+        loaded = bs.load(fit.save(tmp_path / f"curve{i}.nc"))
+        assert loaded.convergence.min_bfmi == conv.min_bfmi == fit.convergence.min_bfmi
+        assert loaded.convergence.depth_hits == pytest.approx(conv.depth_hits, rel=1e-6)
+        assert loaded.convergence.max_tree_depth == conv.max_tree_depth == 8
+        thinned = float(np.min(azc.bfmi(fit.sample_stats["energy"])))
+        assert thinned > 1.5 * conv.min_bfmi  # what bs.load used to report
+        again = bs.load(loaded.save(tmp_path / f"again{i}.nc"))  # and it survives a re-save
+        assert again.convergence.min_bfmi == conv.min_bfmi
+
+
+def test_warmup_divergences_survive_save_and_default_to_zero_in_old_files(
+    refitted3, tmp_path, monkeypatch
+):
+    batch = refitted3
+    warm = batch.sample_stats["warmup_divergences"]
+    assert warm.shape == (3, 2) and warm.any()
+    back = load_batch(batch.save(tmp_path / "b.nc"))
+    np.testing.assert_array_equal(back.sample_stats["warmup_divergences"], warm)
+    assert back.sample_stats["warmup_divergences"].dtype == np.int32
+    # a file written before they were stored: zeros
+    original = azc.from_dict
+
+    def old_writer(groups, **kwargs):
+        groups = {g: dict(v) for g, v in groups.items()}
+        groups["sample_stats"].pop("warmup_divergences")
+        return original(groups, **kwargs)
+
+    monkeypatch.setattr(azc, "from_dict", old_writer)
+    path = batch.save(tmp_path / "old.nc")
+    monkeypatch.undo()
+    assert "warmup_divergences" not in azc.group(azc.from_netcdf(path), "sample_stats")
+    old = load_batch(path)
+    np.testing.assert_array_equal(old.sample_stats["warmup_divergences"], np.zeros((3, 2)))

@@ -348,3 +348,32 @@ def test_nan_diagnostics_fail_the_gate():
         assert conv.worst_rhat == "alpha" and "R-hat nan > 1.01 (alpha)" in conv.problems
         _, conv = diagnose({"E": ok, "floor": np.full((4, 500), 0.25)}, energy, diverging, False)
     assert conv.status == "rhat_high" and conv.worst_rhat == "floor"
+
+
+def test_diagnose_takes_the_e_bfmi_and_depth_hits_of_unthinned_transitions():
+    """A batch curve re-fitted with thinned draws brings its per-chain E-BFMI and per-draw
+    depth-cap shares: diagnose (as bs.load calls it) uses them instead of recomputing from the
+    thinned energies and summed num_steps; without them it computes as for a single fit."""
+    from bayescale._arviz_compat import bfmi as az_bfmi
+    from bayescale.results import diagnose
+
+    rng = np.random.default_rng(2)
+    draws = {"E": rng.normal(size=(2, 300))}
+    energy = rng.normal(size=(2, 300))
+    diverging = np.zeros((2, 300), dtype=bool)
+    steps = np.full((2, 300), 4 * 255)  # four thinned transitions of depth up to 8 add up
+    _, plain = diagnose(draws, energy, diverging, True, num_steps=steps, max_tree_depth=8)
+    assert plain.min_bfmi == float(np.min(az_bfmi(energy))) and plain.depth_hits == 1.0
+    share = np.full((2, 300), 0.25)
+    _, kept = diagnose(
+        draws,
+        energy,
+        diverging,
+        True,
+        num_steps=steps,
+        max_tree_depth=8,
+        bfmi=np.array([0.2, 0.5]),
+        depth_hit=share,
+    )
+    assert kept.min_bfmi == 0.2 and kept.status == "bfmi_low"
+    assert kept.depth_hits == 0.25 and kept.max_tree_depth == 8
