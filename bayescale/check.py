@@ -33,8 +33,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import numbers
 import re
 import time
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +91,7 @@ BACKTEST_COLUMNS = (
     "n_fits",
     "n_train",
     "n_test",
+    "n_unscored",
     "max_extrapolation",
     "median_are",
     "mean_are",
@@ -111,11 +114,16 @@ FitFn = Callable[..., Fit]
 
 
 def _cut_label(cut: float) -> str:
-    return f"{cut:g}"
+    """The cut as written in the ``cut`` column: ``"0.1"``, ``"0.01"``, ``"1e-05"`` (``:g``)
+    when that reads back as the same float, else the shortest exact form (``repr``), so two
+    cuts never share a label (``summarize`` groups on it)."""
+    short = f"{cut:g}"
+    return short if float(short) == float(cut) else repr(float(cut))
 
 
 def _check_probs(prob: float | Sequence[float]) -> tuple[float, ...]:
-    probs = (prob,) if isinstance(prob, int | float) else tuple(prob)
+    scalar = isinstance(prob, numbers.Real) or (isinstance(prob, np.ndarray) and prob.ndim == 0)
+    probs = (prob,) if scalar else tuple(prob)
     if not probs:
         raise ValueError("prob must name at least one interval mass")
     for p in probs:
@@ -124,7 +132,7 @@ def _check_probs(prob: float | Sequence[float]) -> tuple[float, ...]:
     labels = [round(100 * p) for p in probs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"interval masses {probs} round to the same percentage")
-    return probs
+    return tuple(float(p) for p in probs)
 
 
 def _pct(p: float) -> int:
@@ -242,17 +250,20 @@ def backtest_points(
 
     Same arguments as :func:`backtest`, which summarises this table with :func:`summarize`.
     Use it to pool several datasets: ``summarize(pd.concat([backtest_points(a, ...),
-    backtest_points(b, ...)]), by=["cut"])``.
+    backtest_points(b, ...)]), by=["cut"])`` (each call's fits keep their own ``fit_id``, so
+    they are counted apart even without ``dataset=`` labels).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``dataset, curve, cut, law, likelihood, row`` (0-based row of ``data``), the
-        axis value ``x``, observed ``loss``; the forecast ``median`` (posterior median of the
-        law's mean loss), ``pred_median``, ``lower50 .. upper90`` (central posterior-predictive
-        intervals, one pair per ``prob``), ``extrapolation`` (times beyond the training range,
-        as in :meth:`Fit.predict`), ``are`` (absolute relative error of ``median``), ``lpd``
-        (log predictive density of the observed log loss, nats); and per fit ``n_train``,
+        Columns ``dataset, curve, cut, law, likelihood``, ``fit_id`` (an id of the fit, or of
+        the cut left unfitted, unique to this call: random, not reproducible), ``row``
+        (0-based row of ``data``), the axis value ``x``, observed ``loss``; the forecast
+        ``median`` (posterior median of the law's mean loss), ``pred_median``, ``lower50 ..
+        upper90`` (central posterior-predictive intervals, one pair per ``prob``),
+        ``extrapolation`` (times beyond the training range, as in :meth:`Fit.predict`),
+        ``are`` (absolute relative error of ``median``), ``lpd`` (log predictive density of
+        the observed log loss, nats); and per fit ``n_train``,
         ``status`` (the fit's convergence status, ``"too_few_runs"`` or ``"no_test_runs"``),
         ``weak_E`` (number of identifiability warnings), ``fit_s`` (seconds) and ``note``.
         Held-out runs of a cut without a fit have NaN forecasts.
@@ -312,6 +323,7 @@ def backtest_points(
         if data.curve is None
         else {cid: np.flatnonzero(data.curve == cid) for cid in data.curve_ids}
     )
+    call_id = uuid.uuid4().hex[:12]  # keeps this call's fits apart from any other's
     frames: list[pd.DataFrame] = []
     for label, cut in plan:
         jobs = []
@@ -332,28 +344,30 @@ def backtest_points(
                 fits = fit_many(combined, law_obj, **kwargs)
             batch_s = (time.perf_counter() - start) / len(todo)
         for cid, train_rows, test_rows, train, test, why in jobs:
-            frames.append(
-                _points_of_job(
-                    _from_batch(fits, cid) if why is None else None,
-                    data,
-                    cid,
-                    label,
-                    law_obj,
-                    likelihood,
-                    axis if mask is None else None,
-                    train_rows,
-                    test_rows,
-                    train,
-                    test,
-                    why,
-                    probs,
-                    fit_fn,
-                    kwargs,
-                    batch_s,
-                    check_identifiability,
-                    dataset,
-                )
+            frame = _points_of_job(
+                _from_batch(fits, cid) if why is None else None,
+                data,
+                cid,
+                label,
+                law_obj,
+                likelihood,
+                axis if mask is None else None,
+                train_rows,
+                test_rows,
+                train,
+                test,
+                why,
+                probs,
+                fit_fn,
+                kwargs,
+                batch_s,
+                check_identifiability,
+                dataset,
             )
+            frame.insert(
+                frame.columns.get_loc("likelihood") + 1, "fit_id", f"{call_id}-{len(frames)}"
+            )
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -443,7 +457,10 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     Parameters
     ----------
     points
-        Output of :func:`backtest_points`, or several of them concatenated.
+        Output of :func:`backtest_points`, or several of them concatenated. Fits are told
+        apart by ``fit_id``; a table without that column (hand-made, or from an older
+        version) by ``dataset, curve, cut, law, likelihood``, and a ValueError is raised when
+        that key holds rows of two fits (label each call with ``dataset=``).
     by
         Grouping columns. ``["cut"]`` pools every dataset and curve per cut: medians and
         coverages are then taken over all held-out runs together.
@@ -454,14 +471,17 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         One row per group: ``n_fits`` (fits made in the group; curves with too few training
         runs or no held-out run are counted only in ``status``), ``n_train`` (training runs
         below the cut, summed over curves, fitted or not), ``n_test`` (held-out runs; the
-        scores cover those of fitted cuts), ``max_extrapolation``, ``median_are`` and
-        ``mean_are`` (absolute relative error of the median forecast), ``rmsle`` (root mean
-        squared log error of the median, the metric of Alabdulmohsin et al. 2022), ``cov50``,
-        ``cov90`` (fraction of held-out runs inside the central 50% / 90%
-        posterior-predictive interval), ``lpd`` (mean log predictive density per held-out
-        run, nats), ``weak_E`` (fits with identifiability warnings), ``status`` (the fit's
-        convergence status, ``too_few_runs``, or for pooled groups the count of each status,
-        e.g. ``"ok: 38, divergences: 2"``) and ``fit_s`` (mean seconds per fit).
+        scores cover those of fitted cuts), ``n_unscored`` (held-out runs of fitted cuts
+        whose forecast median is not finite, e.g. an overflow far beyond the data: left out
+        of every score but counted in ``n_test``; a warning says so when there are any),
+        ``max_extrapolation``, ``median_are`` and ``mean_are`` (absolute relative error of
+        the median forecast), ``rmsle`` (root mean squared log error of the median, the
+        metric of Alabdulmohsin et al. 2022), ``cov50``, ``cov90`` (fraction of held-out runs
+        inside the central 50% / 90% posterior-predictive interval), ``lpd`` (mean log
+        predictive density per held-out run, nats), ``weak_E`` (fits with identifiability
+        warnings), ``status`` (the fit's convergence status, ``too_few_runs``, or for pooled
+        groups the count of each status, e.g. ``"ok: 38, divergences: 2"``) and ``fit_s``
+        (mean seconds per fit).
 
     Examples
     --------
@@ -475,11 +495,17 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         {int(m.group(1)) for c in points.columns if (m := re.fullmatch(r"lower(\d+)", c))}
     )
     fit_key = [c for c in ("dataset", "curve", "cut", "law", "likelihood") if c in points]
+    if "fit_id" in points:
+        fit_key.append("fit_id")
+    else:
+        _check_one_fit_per_key(points, fit_key)
     rows = []
+    unscored = 0
     for key, group in points.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         fits = group.drop_duplicates(fit_key)
-        scored = group[np.isfinite(group["median"].to_numpy(dtype=float))]
+        finite = np.isfinite(group["median"].to_numpy(dtype=float))
+        scored = group[finite]
         loss = scored["loss"].to_numpy(dtype=float)
         med = scored["median"].to_numpy(dtype=float)
         row: dict[str, Any] = dict(zip(by, key, strict=True))
@@ -489,7 +515,11 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         made = fits[~fits["status"].astype(str).isin([TOO_FEW, NO_TEST])]
         row["n_fits"] = len(made)
         row["n_train"] = int(fits["n_train"].sum())
-        row["n_test"] = int(np.isfinite(group["loss"].to_numpy(dtype=float)).sum())
+        held_out = np.isfinite(group["loss"].to_numpy(dtype=float))
+        row["n_test"] = int(held_out.sum())
+        fitted = ~group["status"].astype(str).isin([TOO_FEW, NO_TEST]).to_numpy()
+        row["n_unscored"] = int((held_out & fitted & ~finite).sum())
+        unscored += row["n_unscored"]
         row["max_extrapolation"] = float(scored["extrapolation"].max()) if len(scored) else np.nan
         are = scored["are"].to_numpy(dtype=float)
         row["median_are"] = float(np.median(are)) if len(are) else np.nan
@@ -510,6 +540,12 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         )
         row["fit_s"] = float(made["fit_s"].mean()) if len(made) else np.nan
         rows.append(row)
+    if unscored:
+        warnings.warn(
+            f"{unscored} held-out run(s) of fitted cuts have no finite forecast median and are "
+            "left out of the scores (column n_unscored)",
+            stacklevel=2,
+        )
     table = pd.DataFrame(rows)
     order = []
     for c in BACKTEST_COLUMNS:
@@ -518,6 +554,27 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
         elif c in table and c != "cov90":
             order.append(c)
     return table[order + [c for c in table.columns if c not in order]]
+
+
+def _check_one_fit_per_key(points: pd.DataFrame, fit_key: list[str]) -> None:
+    """Without ``fit_id``, fits are told apart by ``fit_key`` only: refuse a table in which one
+    key holds rows of several fits (two unlabelled datasets concatenated)."""
+    if not fit_key:
+        return
+    per_fit = [c for c in ("n_train", "status") if c in points]
+    for key, group in points.groupby(fit_key, sort=False, dropna=False):
+        several = bool(group[per_fit].nunique(dropna=False).gt(1).any())
+        if "row" in group and group["row"].duplicated().any():
+            several = True
+        if several:
+            key = key if isinstance(key, tuple) else (key,)
+            named = ", ".join(f"{c}={v!r}" for c, v in zip(fit_key, key, strict=True))
+            raise ValueError(
+                f"the points with {named} come from more than one fit (different n_train or "
+                "status, or a held-out row twice), and the table has no fit_id column to tell "
+                "them apart; pass dataset= to each backtest_points call (or keep its fit_id "
+                "column) before concatenating"
+            )
 
 
 def backtest(
@@ -1018,7 +1075,11 @@ def coverage_band(num: int, prob: float = 0.9, alpha: float = SBC_ALPHA) -> tupl
 
     >>> coverage_band(200)
     (0.825, 0.96)
+
+    NaN bounds when ``num`` is 0 (no simulation to count).
     """
+    if num <= 0:
+        return math.nan, math.nan
     lo = stats.binom.ppf(alpha / 2, num, prob) / num
     hi = stats.binom.isf(alpha / 2, num, prob) / num
     return float(lo), float(hi)
@@ -1114,6 +1175,7 @@ def _sbc_simulate(
     seed: int,
     priors: Mapping[str, Any] | None,
     df: float | None,
+    trials: float | None = None,
 ) -> dict[str, Any]:
     """Prior draws and simulated losses of :func:`sbc` (deterministic in ``seed``)."""
     from ._fit import reference_point
@@ -1121,7 +1183,7 @@ def _sbc_simulate(
     design = sbc_design(law) if design is None else as_scaling_data(design)
     design.require(law.inputs, num_params=law.num_params + 1, law=law.name)
     ref = reference_point(design, law.inputs)
-    base = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    base = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     spec = _fixed_prior_spec(base, ref)
     seeds = np.random.SeedSequence(int(seed)).spawn(5)
     rng = np.random.default_rng(seeds[0])
@@ -1314,8 +1376,10 @@ class SBCResult:
 
     @property
     def min_p_value(self) -> float:
-        """Smallest chi-square p-value over the test quantities."""
-        return float(min(self.chi2(q)[1] for q in self.quantities))
+        """Smallest chi-square p-value over the test quantities; NaN when a quantity has none
+        (no simulation was ranked: every one failed), never a p-value that hides it."""
+        p = np.array([self.chi2(q)[1] for q in self.quantities], dtype=float)
+        return math.nan if p.size == 0 or np.isnan(p).any() else float(p.min())
 
     @property
     def passed(self) -> bool:
@@ -1447,8 +1511,9 @@ def sbc(
         the Monte Carlo sd of a coverage is ``sqrt(p (1 - p) / n)`` (0.021 for 90% at 200).
     likelihood
         Likelihood of model and simulator: ``"lognormal"`` (default), ``"student_t"``,
-        ``"laplace"``, ``"normal"`` or, for accuracies, ``"beta"``. (``"binomial"`` needs
-        ``trials=`` in :func:`bayescale.fit_many`, which it does not take yet.)
+        ``"laplace"``, ``"normal"`` or, for accuracies, ``"beta"`` or ``"binomial"`` (then
+        ``fit_kwargs={"trials": n}``, the items per evaluation: the simulator draws counts of
+        ``n`` items and the fit reads them back as accuracies ``k / n``).
     noise_scale
         Multiplier of the noise scale in the *simulator* only. 1 checks the sampler; 1.5 is
         the negative control: the model then underestimates the noise, and the check must
@@ -1456,7 +1521,8 @@ def sbc(
     thin
         ``"ess"`` (default): each fit's chains are thinned by ``ceil(draws / ESS)``, with ESS
         the smallest bulk or tail ESS over the test quantities, so the ranked draws are
-        near-independent (Talts et al. 2018, Sec. 5.1); an integer thins by that factor.
+        near-independent (Talts et al. 2018, Sec. 5.1); an integer thins by that factor
+        (``1``: every draw; a bool is refused).
     natural
         Also rank the published parameters.
     num_bins
@@ -1466,7 +1532,7 @@ def sbc(
     fit_kwargs
         Keywords of :func:`bayescale.fit_many` (``num_chains``, ``num_warmup``,
         ``num_samples``, ``target_accept_prob``, ``max_tree_depth``, ``retry``, ``priors``,
-        ``df``, ``batch_size``, ``client`` ...); its defaults otherwise.
+        ``df``, ``trials``, ``batch_size``, ``client`` ...); its defaults otherwise.
     progress
         Show ``fit_many``'s progress bar.
 
@@ -1492,10 +1558,10 @@ def sbc(
     loss level gets by default.
 
     *Invalid data.* A simulated data set that no fit can take (an accuracy that rounds to
-    exactly 1.0 under the Beta likelihood, an overflow) is drawn again, parameters and data,
-    up to :data:`SBC_MAX_REDRAWS` times; ``settings["redrawn"]`` counts them. Ranks are
-    uniform given the data (the truth and the draws are exchangeable given y), so conditioning
-    on valid data keeps the check exact.
+    exactly 1.0 under the Beta likelihood, a count of 0 or of every item under the binomial
+    one, an overflow) is drawn again, parameters and data, up to :data:`SBC_MAX_REDRAWS`
+    times; ``settings["redrawn"]`` counts them. Ranks are uniform given the data (the truth and
+    the draws are exchangeable given y), so conditioning on valid data keeps the check exact.
 
     *Ranks.* A simulation whose fit fails (data still invalid, non-finite draws) keeps its
     row with status ``failed`` and counts against ``passed``; unconverged fits are ranked like
@@ -1529,17 +1595,13 @@ def sbc(
         raise ValueError(f"num_simulations must be >= 2, got {num_simulations!r}")
     if not (noise_scale > 0 and math.isfinite(noise_scale)):
         raise ValueError(f"noise_scale must be a positive number, got {noise_scale!r}")
-    if not (thin == "ess" or (isinstance(thin, int | np.integer) and thin >= 1)):
+    integer = isinstance(thin, int | np.integer) and not isinstance(thin, bool | np.bool_)
+    if not ((isinstance(thin, str) and thin == "ess") or (integer and thin >= 1)):
         raise ValueError(f"thin must be 'ess' or a positive integer, got {thin!r}")
     kwargs = dict(fit_kwargs or {})
     for bad in ("likelihood", "rng_key", "progress"):
         if bad in kwargs:
             raise ValueError(f"pass {bad} to sbc() itself, not in fit_kwargs")
-    if likelihood == "binomial":
-        raise ValueError(
-            "sbc(likelihood='binomial') needs trials= in bayescale.fit_many, which it does not "
-            "take yet; use likelihood='beta' for accuracies"
-        )
     sim = _sbc_simulate(
         law_obj,
         design,
@@ -1549,6 +1611,7 @@ def sbc(
         seed=seed,
         priors=kwargs.pop("priors", None),
         df=kwargs.pop("df", 4.0),
+        trials=kwargs.pop("trials", None),
     )
     design, ref, spec, base = sim["design"], sim["ref"], sim["spec"], sim["base"]
     truth_params, loss, sim_ok, log_x = sim["truth"], sim["loss"], sim["valid"], sim["log_x"]
@@ -1574,6 +1637,7 @@ def sbc(
                 likelihood=likelihood,
                 priors=dict(spec.priors),
                 df=spec.df,
+                trials=spec.trials,
                 rng_key=int(seeds[2].generate_state(1)[0] >> 1),
                 progress=progress,
                 **kwargs,
@@ -1712,6 +1776,7 @@ def sbc(
         if not base.priors
         else "user overrides at the design's reference point",
         "df": spec.df,
+        "trials": spec.trials,
         "redrawn": int(sim["redrawn"]),
     }
     timing = {

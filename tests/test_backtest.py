@@ -10,6 +10,7 @@ designs that cannot identify E and stay silent on the Chinchilla IsoFLOP design.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import warnings
@@ -139,6 +140,7 @@ def test_summarize_by_hand():
     )
     table = summarize(points, by=["cut"]).iloc[0]
     assert table["n_fits"] == 2 and table["n_train"] == 17 and table["n_test"] == 4
+    assert table["n_unscored"] == 0
     # a curve with too few training runs is no fit: it shows in status, not in n_fits/fit_s
     unfit = points.iloc[[0]].assign(
         curve="c", median=np.nan, n_train=2, status="too_few_runs", fit_s=0.0
@@ -156,6 +158,144 @@ def test_summarize_by_hand():
     assert table["status"] == "ok: 1, divergences: 1"
     per_curve = summarize(points)
     assert list(per_curve["status"]) == ["ok", "divergences"]
+
+
+def _points(loss, median, n_train, status, row0=0):
+    """A hand-made backtest_points table of one fit without a dataset label or curve ids."""
+    loss, median = np.asarray(loss, float), np.asarray(median, float)
+    return pd.DataFrame(
+        {
+            "dataset": "",
+            "curve": "all",
+            "cut": "0.1",
+            "law": "power_n",
+            "likelihood": "lognormal",
+            "row": row0 + np.arange(loss.size),
+            "loss": loss,
+            "median": median,
+            "extrapolation": 2.0,
+            "lower90": 0.9 * median,
+            "upper90": 1.1 * median,
+            "lpd": 1.0,
+            "are": np.abs(median - loss) / loss,
+            "n_train": n_train,
+            "status": status,
+            "weak_E": 0,
+            "fit_s": 1.0,
+        }
+    )
+
+
+def test_summarize_refuses_fits_it_cannot_tell_apart():
+    """Without fit_id (a hand-made table), two unlabelled fits share the key (dataset, curve,
+    cut, law, likelihood): summarize must not merge them into one fit (it used to report
+    n_fits 1, n_train 10, status "ok" for an ok fit of 10 runs and a divergent one of 7)."""
+    a = _points([2.0, 2.0], [2.0, 2.1], 10, "ok")
+    b = _points([3.0, 3.0], [3.0, 3.3], 7, "divergences")
+    with pytest.raises(ValueError, match=r"dataset='', curve='all', cut='0.1'.*dataset="):
+        summarize(pd.concat([a, b]), by=["cut"])
+    # same n_train and status but a held-out row twice: two fits as well
+    with pytest.raises(ValueError, match="more than one fit"):
+        summarize(pd.concat([a, a.assign(median=a["median"] * 1.01)]), by=["cut"])
+    # with their fit ids (as backtest_points writes them) the fits are counted apart
+    both = pd.concat([a.assign(fit_id="x-0"), b.assign(fit_id="y-0")])
+    row = summarize(both, by=["cut"]).iloc[0]
+    assert (row["n_fits"], row["n_train"], row["n_test"]) == (2, 17, 4)
+    assert row["status"] == "ok: 1, divergences: 1"
+
+
+def test_summarize_counts_unscored_runs():
+    """A fitted cut's held-out run without a finite forecast median is left out of the scores
+    but counted in n_test: n_unscored says how many, and a warning says so."""
+    points = pd.concat(
+        [
+            _points([2.0, 2.0], [2.0, np.nan], 10, "ok").assign(dataset="a"),
+            _points([3.0], [3.3], 7, "ok").assign(dataset="b"),
+            _points([4.0], [np.nan], 2, "too_few_runs").assign(dataset="c"),
+        ]
+    )
+    with pytest.warns(UserWarning, match=r"1 held-out run\(s\) .* n_unscored"):
+        row = summarize(points, by=["cut"]).iloc[0]
+    assert (row["n_fits"], row["n_test"], row["n_unscored"]) == (2, 4, 1)
+    assert row["median_are"] == pytest.approx(0.05)  # the two scored runs: 0 and 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every fitted run scored: no warning
+        scored = summarize(points.iloc[[0, 2, 3]])
+    assert list(scored.columns[5:10]) == [
+        "n_fits",
+        "n_train",
+        "n_test",
+        "n_unscored",
+        "max_extrapolation",
+    ]
+    assert scored["n_unscored"].tolist() == [0, 0, 0]
+    with pytest.warns(UserWarning, match="n_unscored"):
+        per_dataset = summarize(points).set_index("dataset")
+    assert per_dataset["n_unscored"].tolist() == [1, 0, 0]
+
+
+def test_pooled_unlabelled_datasets_keep_their_fits_apart(pure_power_fit):
+    """The documented recipe: summarize(pd.concat([backtest_points(a), backtest_points(b)]),
+    by=["cut"]) with neither dataset labelled nor curve ids: two fits, their training runs
+    summed, both statuses."""
+    data, _ = synthetic_backtest_curves("power_n", 2, seed=3)
+    curve = np.asarray(data.curve)
+    first = data.subset(np.flatnonzero(curve == "s0000"))
+    second = data.subset(np.flatnonzero(curve == "s0001")[:13])  # 8 runs below 1/10 of max
+    a = bs.from_arrays(N=first.N, loss=first.loss)
+    b = bs.from_arrays(N=second.N, loss=second.loss)
+    conv = dataclasses.replace(pure_power_fit.convergence, divergences=3)
+    divergent = dataclasses.replace(pure_power_fit, convergence=conv)
+    kw = {"cuts": (0.1,), "axis": "N", "check_identifiability": False}
+    pa = backtest_points(a, "power_n", fit_fn=lambda *args, **kws: pure_power_fit, **kw)
+    pb = backtest_points(b, "power_n", fit_fn=lambda *args, **kws: divergent, **kw)
+    assert pure_power_fit.convergence.status == "ok" and conv.status == "divergences"
+    assert pa["fit_id"].nunique() == 1 and pa["fit_id"].iloc[0] != pb["fit_id"].iloc[0]
+    points = pd.concat([pa, pb])
+    row = summarize(points, by=["cut"]).iloc[0]
+    assert (row["n_fits"], row["n_train"], row["n_test"]) == (2, 11 + 8, 5 + 5)
+    assert row["status"] == "ok: 1, divergences: 1" and row["n_unscored"] == 0
+    # per (dataset, curve, cut): nothing tells the datasets apart but the fit ids, so one
+    # row, with both fits in it
+    (only,) = summarize(points).itertuples()
+    assert (only.n_fits, only.n_train, only.status) == (2, 19, "ok: 1, divergences: 1")
+
+
+def test_cut_labels_are_exact():
+    """The usual cuts read as before ("0.1", "0.01", ...); cuts :g would round together get
+    labels of their own, so summarize does not merge them."""
+    usual = (0.5, 0.25, 0.1, 0.05, 0.01, 0.001, 1e-5, *np.geomspace(0.1, 0.001, 3))
+    assert [check._cut_label(c) for c in usual] == [
+        "0.5",
+        "0.25",
+        "0.1",
+        "0.05",
+        "0.01",
+        "0.001",
+        "1e-05",
+        "0.1",
+        "0.01",
+        "0.001",
+    ]
+    close = (0.1, 0.1000001, 1 / 3)
+    labels = [check._cut_label(c) for c in close]
+    assert labels == ["0.1", "0.1000001", "0.3333333333333333"]
+    assert [float(x) for x in labels] == list(close)
+
+
+def test_close_cuts_are_summarised_apart(stub):
+    data, _ = synthetic_backtest_curves("power_n", 1, seed=3)
+    table = backtest(data, "power_n", cuts=(0.1, 0.1000001), axis="N", fit_fn=stub)
+    assert list(table["cut"]) == ["0.1", "0.1000001"] and list(table["n_fits"]) == [1, 1]
+
+
+@pytest.mark.parametrize("prob", [np.float32(0.9), np.array(0.9), [np.float32(0.5), 0.9]])
+def test_numpy_interval_masses(stub, prob):
+    """prob= takes any real number type (NumPy float32, 0-d arrays), alone or in a list."""
+    data, _ = synthetic_backtest_curves("power_n", 1, seed=3)
+    points = backtest_points(data, "power_n", cuts=(0.1,), axis="N", prob=prob, fit_fn=stub)
+    assert {"lower90", "upper90"} <= set(points.columns)
+    assert ("lower50" in points) == isinstance(prob, list)
 
 
 # ----------------------------------------------------------------------------- splitting

@@ -12,6 +12,7 @@ test at the end (and benchmarks/sbc.py, which stores its results).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -74,6 +75,7 @@ def test_bins_and_coverage_band():
     inside = stats.binom.cdf(hi * 50, 50, 0.9) - stats.binom.cdf(lo * 50 - 1, 50, 0.9)
     assert inside >= 0.999
     assert coverage_band(200) == (0.825, 0.96)
+    assert all(math.isnan(b) for b in coverage_band(0))  # no simulation ranked
 
 
 @pytest.mark.parametrize("law", bs.laws.available())
@@ -183,6 +185,32 @@ def test_simulator_beta():
     assert abs(np.mean(z)) < 5 / math.sqrt(z.size)
 
 
+def test_binomial_simulates_counts_and_fits_them(monkeypatch):
+    """likelihood="binomial" with fit_kwargs={"trials": n}: the simulator draws counts of n
+    items (accuracies k / n strictly inside (0, 1): all-wrong or all-right data are drawn
+    again) and fit_many gets the same trials (its call is stopped here; the SBC run itself is
+    the slow test below)."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit_many(curves, law, **kwargs):
+        seen.update(kwargs, curves=curves)
+        raise Stop
+
+    import bayescale.batch
+
+    monkeypatch.setattr(bayescale.batch, "fit_many", fake_fit_many)
+    with pytest.raises(Stop):
+        sbc("sigmoid_c", num_simulations=8, likelihood="binomial", fit_kwargs={"trials": 50})
+    assert seen["trials"] == 50 and seen["likelihood"] == "binomial"
+    assert len(seen["curves"]) == 8
+    counts = np.array([c["loss"] for c in seen["curves"].values()]) * 50
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+    assert counts.min() >= 1 and counts.max() <= 49
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="num_simulations"):
         sbc("power_n", num_simulations=1)
@@ -190,8 +218,12 @@ def test_bad_arguments():
         sbc("power_n", noise_scale=0.0)
     with pytest.raises(ValueError, match="thin"):
         sbc("power_n", thin=0)
-    with pytest.raises(ValueError, match="binomial"):
+    with pytest.raises(ValueError, match="thin"):
+        sbc("power_n", thin=True)  # a bool is not a thinning factor
+    with pytest.raises(bs.ModelError, match="needs trials="):
         sbc("sigmoid_c", likelihood="binomial")
+    with pytest.raises(bs.ModelError, match="binomial likelihood only"):
+        sbc("power_n", fit_kwargs={"trials": 100})
     with pytest.raises(ValueError, match="not in fit_kwargs"):
         sbc("power_n", fit_kwargs={"rng_key": 3})
     with pytest.raises(bs.DataError, match="fewer points"):
@@ -278,19 +310,62 @@ def test_ranks_thinning_and_record(power_sbc):
 def test_negative_control_fails(power_negative):
     """Simulator noise x1.5, model unchanged: the posterior of sigma sits above the truth (its
     ranks pile up at 0) and the data's log-likelihood is lower than the posterior expects; the
-    check must fail. (Measured: p about 1e-30 for sigma.)"""
+    check must fail. (Measured: p about 1e-30 for sigma.) The fixture also holds one failed
+    simulation, which fails ``passed`` on its own, so the rank tests are checked apart: the
+    table covers the 49 ranked simulations only, and its verdict fails without the failure."""
     r = power_negative
     table = r.table().set_index("quantity")
     assert not r.passed
+    assert (table["n"] == NUM_CI - 1).all()  # the failed simulation is not in the rank tests
     assert table.loc["sigma", "p_value"] < 1e-6 and table.loc["sigma", "mean_pit"] < 0.2
     assert table.loc["sigma", "cov90"] < coverage_band(NUM_CI - 1, 0.9)[0]
     assert table.loc[SBC_LOGLIK, "p_value"] < 0.001
+    assert not table.loc["sigma", "passed"] and not table.loc[SBC_LOGLIK, "passed"]
+    assert r.min_p_value == table["p_value"].min() < 1e-6
+    # the verdict without the failed simulation: the rank tests alone fail it
+    assert not table["passed"].all()
+
+
+def _mark_failed(result, i: int):
+    """``result`` with simulation ``i`` marked failed (as sbc() records a failure)."""
+    status = result.status.copy()
+    status[i] = check.SBC_FAILED
+    ranks = {q: np.where(np.arange(len(v)) == i, -1, v) for q, v in result.ranks.items()}
+    pit = {q: np.where(np.arange(len(v)) == i, np.nan, v) for q, v in result.pit.items()}
+    return dataclasses.replace(result, status=status, ranks=ranks, pit=pit)
+
+
+def test_one_failed_simulation_alone_fails(power_sbc):
+    """The calibrated power_n result with one simulation marked failed: the rank tests and
+    coverages of the 49 others still pass, yet ``passed`` is False."""
+    r = _mark_failed(power_sbc, 7)
+    assert r.num_failed == 1 and (r.table()["n"] == NUM_CI - 1).all()
+    assert r.table()["passed"].all(), r.table()
+    assert not r.passed and power_sbc.passed
+    assert "FAILED" in repr(r) and json.loads(r.to_json())["passed"] is False
+
+
+def test_min_p_value_is_nan_aware(power_sbc, monkeypatch):
+    """min_p_value is the table's smallest p-value; NaN (no simulation ranked) whenever a
+    quantity has none, wherever that quantity comes in the order (min() over NaN did not)."""
+    assert power_sbc.min_p_value == power_sbc.table()["p_value"].min()
+    every = _mark_failed(power_sbc, 0)
+    for i in range(1, NUM_CI):
+        every = _mark_failed(every, i)
+    assert every.table()["p_value"].isna().all() and math.isnan(every.min_p_value)
+    for nan_at in (power_sbc.quantities[0], power_sbc.quantities[-1]):
+        monkeypatch.setattr(
+            check.SBCResult,
+            "chi2",
+            lambda self, q, nan_at=nan_at: (0.0, math.nan if q == nan_at else 0.5),
+        )
+        assert math.isnan(power_sbc.min_p_value)
 
 
 def test_failed_simulation_is_reported(power_negative):
     """Simulation 7 (NaN simulated loss, re-drawn SBC_MAX_REDRAWS times in vain) keeps its row:
-    status failed, rank -1, a message; the others are ranked, and the failure alone would fail
-    the check."""
+    status failed, rank -1, a message; the others are ranked (that the failure alone fails the
+    check: test_one_failed_simulation_alone_fails)."""
     r = power_negative
     assert r.num_simulations == NUM_CI and r.num_failed == 1
     assert r.settings["redrawn"] == check.SBC_MAX_REDRAWS
@@ -308,6 +383,27 @@ def test_chinchilla_is_calibrated():
 
 
 # ----------------------------------------------------------------------------- validation
+@pytest.mark.slow
+def test_binomial_is_calibrated():
+    """20 simulations of sigmoid_c with beta-binomial counts of 200 items (65-90 s on the
+    2-core machine, a third of it compiling): every rank test and 90% coverage passes."""
+    num = 20
+    result = sbc(
+        "sigmoid_c",
+        num_simulations=num,
+        likelihood="binomial",
+        seed=0,
+        fit_kwargs={**CI, "trials": 200},
+    )
+    table = result.table()
+    assert result.num_failed == 0 and result.settings["trials"] == 200
+    assert (table["p_value"] >= 0.001).all(), table
+    assert table["cov90"].between(*coverage_band(num, 0.9)).all(), table
+    assert result.passed
+    counts = result.simulated_loss * 200
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("law", bs.laws.available())
 def test_every_law_at_200_simulations(law):
