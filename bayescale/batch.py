@@ -87,9 +87,15 @@ COMPILE_COST = 2e7
 
 # ============================================================================= input handling
 def _split_curves(
-    data: Any, curve: str | list[str] | None, columns: Mapping[str, Any]
+    data: Any, curve: str | list[str] | None, columns: Mapping[str, Any], *, sep: str = ","
 ) -> list[tuple[str, ScalingData | None, str]]:
-    """(curve id, data or None, error message) per curve, each curve validated on its own."""
+    """(curve id, data or None, error message) per curve, each curve validated on its own.
+
+    A CSV path is read with :func:`~bayescale.data.read_csv` (delimiter ``sep``): a file it
+    cannot take as a whole (empty, not CSV, not UTF-8, a missing, ambiguous or duplicated
+    column, ...) raises its :class:`~bayescale.data.DataError`; a bad value (NaN, <= 0, not a
+    number) makes only its curve invalid.
+    """
 
     def one(cid: str, obj: Any, **kwargs: Any) -> tuple[str, ScalingData | None, str]:
         try:
@@ -98,7 +104,18 @@ def _split_curves(
             return cid, None, f"curve {cid!r}: {exc}"
 
     if isinstance(data, str | Path):
-        data = pd.read_csv(data) if curve is not None else as_scaling_data(data, **columns)
+        path, options = data, {**columns, **({} if curve is None else {"curve": curve})}
+        try:
+            data = as_scaling_data(path, sep=sep, **options)  # bayescale.read_csv's checks
+        except DataError as exc:
+            if curve is None or exc.row is None:
+                raise  # the file as a whole (or its only curve) is bad
+            # A bad value in some row: validate every curve on its own, below. The file parsed
+            # with these options already, so pandas reads it again without error.
+            data = pd.read_csv(path, sep=sep, index_col=False)
+        else:
+            if curve is not None:
+                return [(cid, d, "") for cid, d in data.curves().items()]
     if isinstance(data, ScalingData):
         if curve is not None:
             raise TypeError("curve= applies to a DataFrame or CSV; this ScalingData has its ids")
@@ -195,6 +212,7 @@ def fit_many(
     *,
     curve: str | list[str] | None = None,
     columns: Mapping[str, Any] | None = None,
+    sep: str = ",",
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float | None = None,
@@ -236,6 +254,11 @@ def fit_many(
     columns
         Column-name keywords for a DataFrame/CSV/mapping (``{"D": "Seen Examples",
         "loss": "Loss"}``), as in :func:`~bayescale.data.from_dataframe`.
+    sep
+        Delimiter of a CSV path (e.g. ``";"``). The file is read with
+        :func:`~bayescale.data.read_csv` and its checks: a file it cannot take as a whole
+        (empty, unparsable, a missing or ambiguous column) raises
+        :class:`~bayescale.data.DataError`; a bad value makes only its curve ``invalid_input``.
     likelihood, priors, df, trials
         As in :func:`bayescale.fit` (``trials``: items per evaluation of the ``"binomial"``
         likelihood, the same for every curve).
@@ -327,7 +350,7 @@ def fit_many(
             )
 
         return fit_many_pooled(
-            data, law, pooling=pooling, share=share, curve=curve, columns=columns,
+            data, law, pooling=pooling, share=share, curve=curve, columns=columns, sep=sep,
             likelihood=likelihood, priors=priors, df=df, num_warmup=num_warmup,
             num_samples=num_samples, num_chains=num_chains, target_accept_prob=target_accept_prob,
             max_tree_depth=max_tree_depth, dense_mass=dense_mass, batch_size=batch_size,
@@ -354,7 +377,7 @@ def fit_many(
         chain_method="sequential",
     )
     _validate_config(config)
-    entries = _split_curves(data, curve, dict(columns or {}))
+    entries = _split_curves(data, curve, dict(columns or {}), sep=sep)
     ids = [cid for cid, _, _ in entries]
     if len(set(ids)) != len(ids):
         raise DataError(

@@ -9,7 +9,10 @@ does run the package ``__init__``, which imports JAX; that is early enough, beca
 
 Bad input (a NaN in the CSV, an unknown law, a missing column, an empty file, a prediction target
 <= 0, an unconverged fit without ``--force``) gives one line ``bayescale: error: <message>`` on
-stderr and exit status 2, never a traceback (DESIGN.md §5). Warnings of bayescale
+stderr and exit status 2, never a traceback (DESIGN.md §5). With several curves, a curve that
+cannot be fitted does not stop the others: ``fit --curve`` skips it with a warning line, fits and
+forecasts the others (writing ``--csv``), then exits 2 naming it; ``fit-many`` reports it as
+``invalid_input`` and exits 0, or 2 when no curve at all can be fitted. Warnings of bayescale
 (:class:`~bayescale.ConvergenceWarning`, :class:`~bayescale.DataWarning`,
 :class:`~bayescale.ExtrapolationWarning`) print as one line ``bayescale: warning: <message>``.
 
@@ -488,7 +491,8 @@ def _cmd_laws(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bayescale import UnconvergedError
+    from bayescale import DataError, UnconvergedError
+    from bayescale.results import name_list
 
     targets = [(text, _parse_target(text)) for text in args.predict]
     _check_targets(args.law, targets)
@@ -497,11 +501,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     curves = data.curves()
     frames = []
     refused: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []  # curves whose data the law cannot be fitted to
     for cid, sub in curves.items():
         many = len(curves) > 1
         if many:
             print(f"\n=== curve {cid!r} ===")
-        fit, wall = _fit(sub, args, args.law, what=f"curve {cid!r} " if many else "")
+        try:
+            fit, wall = _fit(sub, args, args.law, what=f"curve {cid!r} " if many else "")
+        except DataError as exc:
+            if not many:
+                raise
+            # Fit the other curves; the skipped ones end the command (exit 2) after them.
+            why = str(exc).removeprefix(f"curve {cid!r}: ")
+            skipped.append((cid, why))
+            print(f"(curve {cid!r} not fitted: {why})")
+            print(f"{PROG}: warning: skipping curve {cid!r}: {_one_line(why)}", file=sys.stderr)
+            continue
         print(_fit_header(fit))
         print(_timing_report(fit, wall))
         print(_summary_text(fit, args.prob))
@@ -538,12 +553,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.csv and frames:
         pd.concat(frames, ignore_index=True).to_csv(args.csv, index=False)
         print(f"Wrote forecasts to {args.csv}")
+    problems = []
+    if skipped:
+        names = name_list([cid for cid, _ in skipped], 10)
+        what = "no curve could be fitted: " if len(skipped) == len(curves) else ""
+        problems.append(
+            f"{what}skipped {len(skipped)} of {len(curves)} curves ({names}) whose data the law "
+            f"cannot be fitted to; first: {skipped[0][1]}"
+        )
     if refused:
-        names = ", ".join(repr(cid) for cid, _ in refused)
-        raise UnconvergedError(
+        names = name_list([cid for cid, _ in refused], 10)
+        problems.append(
             f"refused to forecast {len(refused)} of {len(curves)} curves ({names}): their fits "
             f"fail the convergence gate badly; first: {refused[0][1]}"
         )
+    if problems:
+        raise (DataError if skipped else UnconvergedError)("; ".join(problems))
     return 0
 
 
@@ -562,21 +587,26 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     _check_targets(args.law, targets)
     columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "run")}
     columns = {k: v for k, v in columns.items() if v is not None}
-    batch = bs.fit_many(
-        str(path),
-        args.law,
-        curve=args.curve,
-        columns=columns,
-        likelihood=args.likelihood,
-        num_warmup=args.num_warmup,
-        num_samples=args.num_samples,
-        num_chains=args.num_chains,
-        batch_size=args.batch_size,
-        rng_key=args.seed,
-        **_sampler_options(args),
-        progress=not args.quiet,
-        **({"pooling": "partial", "share": args.share} if args.share else {}),
-    )
+    with _held_warnings() as held:
+        batch = bs.fit_many(
+            str(path),
+            args.law,
+            curve=args.curve,
+            columns=columns,
+            sep=args.sep,
+            likelihood=args.likelihood,
+            num_warmup=args.num_warmup,
+            num_samples=args.num_samples,
+            num_chains=args.num_chains,
+            batch_size=args.batch_size,
+            rng_key=args.seed,
+            **_sampler_options(args),
+            progress=not args.quiet,
+            **({"pooling": "partial", "share": args.share} if args.share else {}),
+        )
+        if not batch.fitted.any():
+            # The error below says it; not also "N of N curves ... could not be fitted".
+            held.clear()
     summary = batch.summary(prob=args.prob)
     weak = summary.index[summary["identifiability"] != ""].tolist()
     summary = summary.drop(columns="identifiability")  # sentences: listed below the table
@@ -591,6 +621,8 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
             )
     counts = summary["status"].value_counts()
     print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if not batch.fitted.any():
+        raise bs.DataError(_none_fitted(batch.curve_ids, batch.messages))
     if weak:
         shown = name_list(weak, 10, str)
         print(
@@ -604,6 +636,36 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
     if targets:
         _batch_forecasts(batch, targets, args)
     return 0
+
+
+@contextmanager
+def _held_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Hold the ConvergenceWarnings of the block (others show at once) and show them when it
+    ends, also when it raises, except those the block removed from the list it gets."""
+    from bayescale import ConvergenceWarning
+
+    held: list[warnings.WarningMessage] = []
+    show = warnings.showwarning
+
+    def hold(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ConvergenceWarning):
+            held.append(warnings.WarningMessage(message, category, filename, lineno))
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = hold
+            yield held
+    finally:
+        for w in held:
+            show(w.message, w.category, w.filename, w.lineno)
+
+
+def _none_fitted(ids: Sequence[str], messages: Sequence[str], limit: int = 3) -> str:
+    """Error message of a batch in which no curve could be fitted: the first few reasons."""
+    reasons = "; ".join(messages[:limit]) + ("; ..." if len(messages) > limit else "")
+    return f"no curve could be fitted ({len(ids)} with bad input): {reasons}"
 
 
 def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> None:
@@ -888,7 +950,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[data],
         help="fit a law to a CSV of runs and forecast",
         description="Fit a scaling law to the runs in a CSV file with NUTS, print the "
-        "posterior summary, convergence diagnostics and forecasts.",
+        "posterior summary, convergence diagnostics and forecasts. With --curve, every curve "
+        "is fitted on its own; a curve that cannot be fitted (e.g. too few runs) is skipped "
+        "with a warning and the command exits 2 after forecasting the others.",
         epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -914,7 +978,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a law to every curve (rows sharing a --curve id) of a CSV in one "
         "compiled, vmapped NUTS program per shape; print one row per curve with parameter "
         "intervals, diagnostics and a status (ok, divergences, rhat_high, ess_low, "
-        "invalid_input). A curve with bad input is reported; the others still fit. With "
+        "invalid_input). A curve with bad input is reported; the others still fit (exit 2 "
+        "when no curve can be fitted). With "
         "--predict, forecast every fitted curve; a curve whose fit fails the convergence gate "
         "badly is refused (exit 2 after the others' forecasts) unless --force.",
         epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),

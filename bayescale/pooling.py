@@ -152,6 +152,7 @@ def fit_pooled(
     pooling: str = "partial",
     curve: str | list[str] | None = None,
     columns: Mapping[str, Any] | None = None,
+    sep: str = ",",
     likelihood: str = "lognormal",
     priors: Mapping[str, Any] | None = None,
     df: float | None = None,
@@ -174,7 +175,7 @@ def fit_pooled(
 
     Parameters
     ----------
-    data, law, curve, columns, likelihood, priors, df
+    data, law, curve, columns, sep, likelihood, priors, df
         As in :func:`bayescale.fit_many`. ``priors`` overrides of a shared parameter change its
         population hyperpriors too (they are derived from its prior).
     share
@@ -273,7 +274,7 @@ def fit_pooled(
     )
     _validate_config(config)
 
-    entries = _batch._split_curves(data, curve, dict(columns or {}))
+    entries = _batch._split_curves(data, curve, dict(columns or {}), sep=sep)
     ids = [cid for cid, _, _ in entries]
     if len(set(ids)) != len(ids):
         raise DataError(

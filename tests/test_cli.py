@@ -571,3 +571,104 @@ def test_fit_many_share_rejects_unknown_parameters(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and "gamma" in err and "alpha" in err
+
+
+@pytest.fixture
+def fake_sampler(monkeypatch):
+    """bayescale.fit_many without NUTS: its batch program returns uniform draws in (0.1, 0.5)
+    of every site (the statuses are then some failure, never ``invalid_input``), so that the
+    command's input handling and output run in milliseconds."""
+    import bayescale.infer.batch as engine
+
+    def run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=None, dtype=None):
+        shape = (len(log_loss), config.num_chains, config.num_samples)
+        rng = np.random.default_rng(0)
+        draws = {
+            "samples": {k: rng.uniform(0.1, 0.5, shape) for k in spec.site_names},
+            "diverging": np.zeros(shape, dtype=bool),
+            "energy": rng.standard_normal(shape),
+            "num_steps": np.full(shape, 7, dtype=np.int32),
+            "accept_prob": np.full(shape, 0.9),
+            "potential_energy": rng.standard_normal(shape),
+            "step_size": np.full(shape[:2], 0.5),
+            "warmup_num_steps": np.full(shape[:2], 7),
+            "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
+        }
+        return draws, {"compile_s": 0.0, "sampling_s": 0.0}
+
+    monkeypatch.setattr(engine, "run_batch", run_batch)
+    return ["--quiet", "--num-chains", "2", "--num-samples", "20"]
+
+
+def _power_curves(loss: dict[str, list[float]]) -> pd.DataFrame:
+    """Long table of curves ``task`` -> losses at N = 1e7, 1e8, ... (one point per loss)."""
+    rows = [(t, 10.0 ** (7 + i), v) for t, values in loss.items() for i, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=["task", "N", "loss"])
+
+
+GOOD = [3.1, 2.8, 2.6, 2.45, 2.35, 2.3]
+
+
+def test_fit_many_reads_the_csv_with_sep_and_the_package_checks(tmp_path, fake_sampler):
+    """fit-many passes --sep on and reads the file with bayescale.read_csv: a semicolon file
+    fits; a bad value makes only its curve invalid_input; a wrong delimiter or a misspelt
+    column is one error line from the package's CSV checks (naming the fix)."""
+    path = tmp_path / "semi.csv"
+    table = _power_curves({"a": GOOD, "b": GOOD, "bad": [3.1, float("nan"), *GOOD[2:]]})
+    table.to_csv(path, sep=";", index=False)
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", *fake_sampler]
+    result = run_cli([*argv, "--sep", ";"])
+    assert result.rc == 0, result.err
+    rows = {line.split()[0]: line for line in result.out.splitlines() if line[:2] in ("a ", "b ")}
+    assert set(rows) == {"a", "b"} and all("invalid_input" not in r for r in rows.values())
+    bad = next(line for line in result.out.splitlines() if line.startswith("bad "))
+    assert "invalid_input" in bad and "column 'loss', row 1: value nan is not a finite" in bad
+    assert "invalid_input 1" in result.out
+    line = _error_line(run_cli(argv))
+    assert "the delimiter is probably ';': pass sep=';'" in line
+    argv[3] = "tsak"
+    line = _error_line(run_cli([*argv, "--sep", ";"]))
+    assert "no column 'tsak' for curve" in line and "did you mean 'task'?" in line
+
+
+def test_fit_many_exits_2_when_no_curve_can_be_fitted(tmp_path, fake_sampler):
+    """Every curve invalid: exit 2 with one error line giving the first reasons (not exit 0
+    with a table of invalid_input rows and an empty --csv)."""
+    path = tmp_path / "bad.csv"
+    table = _power_curves(
+        {"a": [3.1, float("nan"), *GOOD[2:]], "b": [-1.0, *GOOD[1:]], "c": GOOD[:3]}
+    )
+    table.to_csv(path, index=False)
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", *fake_sampler]
+    result = run_cli([*argv, "--predict", "N=1e11", "--csv", tmp_path / "f.csv"])
+    line = _error_line(result)  # the only stderr line: no "3 of 3 curves ..." warning
+    assert "no curve could be fitted (3 with bad input)" in line
+    assert "curve 'a': column 'loss', row 1: value nan is not a finite number" in line
+    assert "curve 'b': column 'loss', row 0: value -1.0 must be > 0" in line
+    assert "curve 'c': fewer points than parameters" in line
+    assert "status: invalid_input 3" in result.out
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_fit_with_curves_skips_a_curve_it_cannot_fit(fitted, tmp_path, monkeypatch):
+    """`fit --curve`: a curve with too few runs is skipped with a one-line warning, the others
+    are fitted, forecast and written to --csv; then exit 2 naming it. No curve fittable:
+    exit 2 too."""
+    good = bs.load(fitted.fit_path)
+    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: good)
+    frames = [chinchilla_synthetic(seed=s, as_data=False).assign(run_set=f"s{s}") for s in (1, 2)]
+    few = frames[1].iloc[[0, 9, 18, 27]].assign(run_set="few")
+    path = tmp_path / "curves.csv"
+    pd.concat([frames[0], few, frames[1]]).to_csv(path, index=False)
+    argv = ["fit", path, "--curve", "run_set", "--predict", "N=1e9,D=2e10"]
+    result = run_cli([*argv, "--csv", tmp_path / "f.csv"])
+    line = _error_line(result, after_fit=True)
+    assert "skipped 1 of 3 curves ('few')" in line and "fewer points than parameters" in line
+    warned = [w for w in result.err.splitlines() if w.startswith("bayescale: warning: skipping")]
+    assert len(warned) == 1 and "curve 'few': fewer points than parameters" in warned[0]
+    assert list(pd.read_csv(tmp_path / "f.csv")["curve"]) == ["s1", "s2"]
+    assert "=== curve 's2' ===" in result.out
+
+    pd.concat([few, few.assign(run_set="few2")]).to_csv(path, index=False)
+    line = _error_line(run_cli(argv), after_fit=True)
+    assert "no curve could be fitted: skipped 2 of 2 curves ('few', 'few2')" in line

@@ -16,9 +16,13 @@ The properties:
 * ``bs.fit(..., law="chinchilla")`` on a table that cannot support the law (missing D, fewer
   points than parameters, fewer than 3 distinct N or D) raises ``DataError`` before any
   sampling (the sampler is replaced by a tripwire; tables the law can fit are not fitted);
-* ``bayescale fit FILE`` on a bad CSV exits with status 2 and exactly one stderr line.
+* ``bayescale fit FILE`` on a bad CSV exits with status 2 and exactly one stderr line;
+* ``bayescale fit-many FILE --curve task`` on such a CSV with a column of curve ids (and often
+  a valid curve besides) exits 2 with one error line when the file is bad as a whole or no
+  curve can be fitted, else 0 with exactly the bad curves reported as ``invalid_input``
+  (its sampler replaced by a fake: nothing is sampled).
 
-About 1,250 cases run in total (700 tables, 450 CSV files, 100 command lines); the examples
+About 1,350 cases run in total (700 tables, 450 CSV files, 200 command lines); the examples
 are derandomised so CI sees the same cases every run.
 """
 
@@ -110,8 +114,11 @@ class Case:
             hits = [cells for label, cells in self.columns if label in ALIASES.get(name, ())]
         return hits[0] if len(hits) == 1 else None
 
-    def verdict(self) -> tuple[str, set[str], str]:
-        """("error" | "ok", expected warning kinds, fit verdict "error" | "ok" | "")."""
+    def verdict(
+        self, inputs: tuple[str, ...] = ("N", "D"), sites: int = CHINCHILLA_SITES
+    ) -> tuple[str, set[str], str]:
+        """("error" | "ok", expected warning kinds, fit verdict "error" | "ok" | ""); the fit
+        verdict is that of a law with these inputs and sampled sites (default: Chinchilla)."""
         if self.structural_error:
             return "error", set(), ""
         values = {}
@@ -148,11 +155,27 @@ class Case:
         if any(label == "step" for label, _ in self.columns):
             kinds.add("checkpoints")
         fit = "ok"
-        if N is None or D is None or len(loss) <= CHINCHILLA_SITES:
+        needed = [dict(present)[k] for k in inputs]
+        if any(x is None for x in needed) or len(loss) <= sites:
             fit = "error"
-        elif len(np.unique(N)) < 3 or len(np.unique(D)) < 3:
+        elif any(len(np.unique(x)) < 3 for x in needed):
             fit = "error"
         return "ok", kinds, fit
+
+    def curve_verdicts(self, inputs: tuple[str, ...], sites: int) -> dict[str, bool]:
+        """Per curve id (column ``task``, in order of appearance): whether ``fit-many`` can fit
+        the curve, i.e. its own rows pass :meth:`verdict`."""
+        ids = dict(self.columns)["task"]
+        out = {}
+        for cid in dict.fromkeys(ids):
+            rows = [i for i, t in enumerate(ids) if t == cid]
+            sub = Case(
+                columns=[(k, [v[i] for i in rows]) for k, v in self.columns if k != "task"],
+                parse_suffixes=self.parse_suffixes,
+            )
+            verdict, _, fit = sub.verdict(inputs, sites)
+            out[cid] = verdict == "ok" and fit == "ok"
+        return out
 
 
 _KIND_PATTERNS = {
@@ -436,14 +459,45 @@ CSV_OPS = [
 ]
 
 
+#: Curve ids of the tables of ``fit-many`` (column ``task``; c0 twice as likely).
+CURVE_IDS = ["c0", "c0", "c1", "c2"]
+#: The comment line of the ``comment_line`` op: for fit-many, a row of a curve of its own.
+COMMENT = "# a comment"
+#: Rows of the valid curve ``clean`` that fit-many tables may hold besides the others.
+CLEAN_ROWS = 6
+
+
+def _clean_cell(name: str, k: int):
+    """Cell of column ``name`` in row ``k`` of the valid curve ``clean``."""
+    N, D = 10 ** (7 + 0.5 * k), 10 ** (9 + 0.4 * k)
+    values = {"task": "clean", "C": 6.0 * N * D, "step": k, "note": "ok"}
+    values.update(dict.fromkeys(("N", *ALIASES["N"]), N))
+    values.update(dict.fromkeys(("D", *ALIASES["D"]), D))
+    values.update(dict.fromkeys(("loss", "val_loss_x"), 3.0 - 0.1 * k))
+    return values[name]
+
+
 @st.composite
-def csv_cases(draw) -> tuple[Case, bytes, str]:
+def csv_cases(draw, *, curves: bool = False) -> tuple[Case, bytes, str]:
+    """A CSV file of a table of :func:`cases`; with ``curves``, a first column ``task`` of
+    curve ids, and the damage of a single row (a missing last field, a comment line) makes
+    that row's curve bad, not the file."""
     case = draw(cases(csv=True))
+    if curves:
+        case.parse_suffixes = False  # the command line reads "7B" as a bad value
+        size = len(case.columns[0][1]) if case.columns else 0
+        tasks = draw(st.lists(st.sampled_from(CURVE_IDS), min_size=size, max_size=size))
+        case.columns.insert(0, ("task", tasks))
+        if size and draw(st.sampled_from([True, True, True, False])):  # and a valid curve
+            for name, cells in case.columns:
+                cells.extend(_clean_cell(name, k) for k in range(CLEAN_ROWS))
     frame = case.frame()
     text = frame.to_csv(index=False, lineterminator="\n") if len(frame.columns) else ""
     op = draw(st.sampled_from(CSV_OPS))
     lines = text.split("\n")[:-1]  # records end in "\n" (cells never hold line breaks)
     data_lines = len(lines) - 1
+    # one line per record (no cell holds a line break): data line i is row i - 1
+    by_row = curves and data_lines == len(frame)
     raw: bytes
     if op == "semicolon" and len(frame.columns) > 1:
         text = frame.to_csv(index=False, sep=";")
@@ -471,19 +525,28 @@ def csv_cases(draw) -> tuple[Case, bytes, str]:
         case.structural_error = "every row has more fields than the header"
     elif op == "ragged_missing" and data_lines >= 1 and len(frame.columns) > 1:
         i = draw(st.integers(1, data_lines))
-        if "," in lines[i] and not lines[i].endswith('"'):
+        if "," in lines[i] and not lines[i].endswith('"') and (by_row or not curves):
             lines[i] = lines[i].rsplit(",", 1)[0]
             text = "\n".join(lines) + "\n"
-            case.structural_error = "a row misses its last field"
+            if by_row:  # pandas reads the missing field as NaN
+                case.columns[-1][1][i - 1] = None
+            else:
+                case.structural_error = "a row misses its last field"
     elif op == "unterminated_quote" and data_lines >= 1 and '"' not in text:
         i = draw(st.integers(1, data_lines))
         lines[i] = '"' + lines[i]
         text = "\n".join(lines) + "\n"
         case.structural_error = "unterminated quote"
     elif op == "comment_line" and data_lines >= 1 and len(frame.columns) > 1:
-        lines.insert(draw(st.integers(1, data_lines)), "# a comment")
-        text = "\n".join(lines) + "\n"
-        case.structural_error = "comment line"
+        if by_row or not curves:
+            i = draw(st.integers(1, data_lines))
+            lines.insert(i, COMMENT)
+            text = "\n".join(lines) + "\n"
+            if by_row:  # a row with curve id COMMENT and every other field missing (NaN)
+                for name, cells in case.columns:
+                    cells.insert(i - 1, COMMENT if name == "task" else None)
+            else:
+                case.structural_error = "comment line"
     elif op == "crlf":
         text = text.replace("\n", "\r\n")
     elif op == "blank_lines" and data_lines >= 1:
@@ -542,3 +605,87 @@ def test_cli_bad_csv_one_line_exit_2(item, csv_dir: Path) -> None:
     assert len(lines) == 1, (case.applied, op, lines)
     assert lines[0].startswith("bayescale: error: "), lines[0]
     assert "Traceback" not in err.getvalue()
+
+
+#: Sampled sites of the power_n law fit-many fits below (E, A, alpha + sigma): > 4 points.
+POWER_N_SITES = 4
+
+
+def _fake_run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=None, dtype=None):
+    """The batch program of fit_many without NUTS: uniform draws in (0.1, 0.5) of every site."""
+    shape = (len(log_loss), config.num_chains, config.num_samples)
+    rng = np.random.default_rng(0)
+    draws = {
+        "samples": {k: rng.uniform(0.1, 0.5, shape) for k in spec.site_names},
+        "diverging": np.zeros(shape, dtype=bool),
+        "energy": rng.standard_normal(shape),
+        "num_steps": np.full(shape, 7, dtype=np.int32),
+        "accept_prob": np.full(shape, 0.9),
+        "potential_energy": rng.standard_normal(shape),
+        "step_size": np.full(shape[:2], 0.5),
+        "warmup_num_steps": np.full(shape[:2], 7),
+        "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
+    }
+    return draws, {"compile_s": 0.0, "sampling_s": 0.0}
+
+
+@pytest.fixture(scope="module")
+def batches():
+    """fit_many with a fake sampler; the list gets each BatchFit the command line made."""
+    import bayescale.infer.batch as engine
+    from bayescale.batch import fit_many
+
+    made: list = []
+
+    def spy(*args, **kwargs):
+        made.append(fit_many(*args, **kwargs))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "run_batch", _fake_run_batch)
+        patch.setattr(bs, "fit_many", spy)
+        yield made
+
+
+@settings(max_examples=100, **COMMON)
+@given(item=csv_cases(curves=True))
+def test_cli_fit_many_bad_csv(item, csv_dir: Path, batches: list) -> None:
+    """`bayescale fit-many FILE --curve task`: a file bad as a whole, or one in which no curve
+    can be fitted, exits 2 with one error line (after any data warnings); otherwise exit 0,
+    the bad curves reported as invalid_input and only the others sampled."""
+    case, raw, op = item
+    expected = "error" if case.structural_error else "ok"
+    fittable = {} if expected == "error" else case.curve_verdicts(("N",), POWER_N_SITES)
+    if not any(fittable.values()):
+        expected = "error"
+    event(f"fit-many {expected}, {sum(fittable.values())} of {len(fittable)} curves fittable")
+    event(f"op {op} {expected}")
+    path = csv_dir / "many.csv"
+    path.write_bytes(raw)
+    batches.clear()
+    saved = os.environ.get("XLA_FLAGS")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["fit-many", str(path), "--curve", "task", "--law", "power_n", "--quiet"]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main([*argv, "--num-chains", "2", "--num-samples", "20"])
+    finally:
+        if saved is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = saved
+    lines = err.getvalue().splitlines()
+    why = (case.applied, op, case.structural_error, fittable, err.getvalue())
+    assert "Traceback" not in err.getvalue(), why
+    errors = [line for line in lines if line.startswith("bayescale: error: ")]
+    assert all(line.startswith("bayescale: warning: ") for line in lines if line not in errors)
+    if expected == "error":
+        assert rc == 2, why
+        assert len(errors) == 1 and lines[-1] == errors[0], why
+        return
+    assert rc == 0 and not errors, why
+    (batch,) = batches
+    assert list(batch.curve_ids) == list(fittable), why
+    assert [s != "invalid_input" for s in batch.status] == list(fittable.values()), why
+    bad = sum(not ok for ok in fittable.values())
+    assert (f"invalid_input {bad}" in out.getvalue()) == (bad > 0), why

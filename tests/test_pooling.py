@@ -321,3 +321,25 @@ def test_a_population_that_fails_badly_refuses_every_curve(pooled):
     assert pred["loss_median"].isna().all()
     with pytest.raises(bs.UnconvergedError, match="mu_alpha"):
         bad["fam_03"].predict(N=1e9)
+
+
+def test_pooled_fit_reads_a_csv_path_with_its_delimiter(tmp_path, monkeypatch):
+    """fit_many(path, sep=";", share=...) reads the semicolon file with bayescale.read_csv's
+    checks, as the independent fits do (the joint run is stopped right after: its input is
+    what is checked)."""
+    frame, _, _ = _family(0)
+    path = tmp_path / "semi.csv"
+    frame.to_csv(path, sep=";", index=False)
+    seen = {}
+
+    def stop(pooled_spec, cfg, **kwargs):
+        seen["curves"] = np.asarray(kwargs["log_loss"]).shape[0]
+        raise RuntimeError("stopped before sampling")
+
+    monkeypatch.setattr(pooling, "run_pooled", stop)
+    pool = dict(curve="curve", pooling="partial", share=["alpha"], progress=False)
+    with pytest.raises(RuntimeError, match="stopped before sampling"):
+        bs.fit_many(str(path), "power_n", sep=";", **pool)
+    assert seen["curves"] == frame["curve"].nunique()
+    with pytest.raises(bs.DataError, match="pass sep=';'"):
+        bs.fit_many(str(path), "power_n", **pool)
