@@ -201,14 +201,8 @@ def _convergence_report(fit: Fit) -> str:
         return f"Convergence: OK ({numbers})."
     bar = "!" * 78
     verdict = "FAILS the gate badly" if conv.fails_badly else "misses the policy"
-    if conv.deep_trees:  # trajectories cut short: deeper trees before more draws
-        advice = [
-            "!!! Forecasts from this fit are unreliable. The sampler's trajectories were cut",
-            f"!!! short: re-run with --max-tree-depth {conv.max_tree_depth + 2} (each level "
-            "doubles the cost),",
-            "!!! or check the data and the law.",
-        ]
-    elif conv.disagreement:  # separate modes or a free direction: more draws rarely help
+    advice = []
+    if conv.disagreement:  # separate modes or a free direction: more draws rarely help
         advice = [
             f"!!! Forecasts from this fit are unreliable. The chains disagree on "
             f"{conv.worst_rhat}: the data",
@@ -216,7 +210,14 @@ def _convergence_report(fit: Fit) -> str:
             "!!! that the data support this law (a break inside the data, a visible floor),",
             "!!! use a simpler law, or give that parameter an informative prior.",
         ]
-    else:
+    if conv.deep_trees:  # trajectories cut short: deeper trees before more draws
+        advice += [
+            ("!!! Also, the" if advice else "!!! Forecasts from this fit are unreliable. The")
+            + " sampler's trajectories were cut short:",
+            f"!!! re-run with --max-tree-depth {conv.max_tree_depth + 2} (each level doubles "
+            "the cost per draw).",
+        ]
+    if not advice:
         advice = [
             "!!! Forecasts from this fit are unreliable. Re-run with more --num-warmup /",
             "!!! --num-samples, or check the data and the law.",
@@ -421,12 +422,14 @@ def _refuse_unconverged(fit: Fit, force: bool) -> None:
 
     conv = fit.convergence
     if conv.fails_badly and not force:
+        remedies = []
+        if conv.disagreement:
+            remedies.append(
+                f"the data may not identify {conv.worst_rhat}: check the law and its priors"
+            )
         if conv.deep_trees:
-            remedy = f"re-run with --max-tree-depth {conv.max_tree_depth + 2}"
-        elif conv.disagreement:
-            remedy = f"the data may not identify {conv.worst_rhat}: check the law and its priors"
-        else:
-            remedy = "re-run with more --num-warmup/--num-samples"
+            remedies.append(f"re-run with --max-tree-depth {conv.max_tree_depth + 2}")
+        remedy = "; ".join(remedies) or "re-run with more --num-warmup/--num-samples"
         raise UnconvergedError(
             f"refusing to forecast from a fit that fails the convergence gate badly "
             f"({'; '.join(conv.problems)}); {remedy}, or pass --force to forecast anyway"

@@ -239,17 +239,22 @@ def test_unconverged_fit_needs_force(fitted, synthetic_csv, monkeypatch):
     assert "may not identify alpha" in line and "--force" in line
     assert "more --num-warmup" not in refused.out + line
 
-    # trajectories cut at the tree-depth cap: deeper trees are the remedy named, first
-    deep = dataclasses.replace(
-        split,
-        convergence=dataclasses.replace(split.convergence, depth_hits=0.96, max_tree_depth=8),
-    )
-    monkeypatch.setattr(bs, "fit", lambda *args, **kwargs: deep)
-    refused = run_cli(argv)
-    assert "96% of draws hit the tree-depth cap (max_tree_depth=8" in refused.out
-    assert "re-run with --max-tree-depth 10 (each level doubles the cost)" in refused.out
-    line = _error_line(refused, after_fit=True)
-    assert "re-run with --max-tree-depth 10" in line and "--force" in line
+    # trajectories cut at the tree-depth cap: deeper trees are named as the remedy, beside
+    # the disagreement when the chains also disagree
+    for base, identify in ((bad, False), (split, True)):
+        deep = dataclasses.replace(
+            base,
+            convergence=dataclasses.replace(base.convergence, depth_hits=0.96, max_tree_depth=8),
+        )
+        monkeypatch.setattr(bs, "fit", lambda *args, _deep=deep, **kwargs: _deep)
+        refused = run_cli(argv)
+        assert "96% of draws hit the tree-depth cap (max_tree_depth=8" in refused.out
+        assert "re-run with --max-tree-depth 10 (each level doubles the cost" in refused.out
+        assert ("The chains disagree on alpha" in refused.out) == identify
+        assert "more --num-warmup" not in refused.out
+        line = _error_line(refused, after_fit=True)
+        assert "re-run with --max-tree-depth 10" in line and "--force" in line
+        assert ("may not identify alpha" in line) == identify
 
     monkeypatch.setattr(bs, "load", lambda path: bad)
     line = _error_line(run_cli(["optimal", fitted.fit_path, "--compute", "1e22"]))
