@@ -31,6 +31,49 @@ def load_benchmark(name: str):
     return mod
 
 
+def call_cli(argv) -> tuple[int, str, str]:
+    """``bayescale.cli.main(argv)`` in-process: (exit code, stdout, stderr); ``XLA_FLAGS``,
+    which the CLI sets, is left as it was."""
+    import contextlib
+    import io
+
+    from bayescale import cli
+
+    saved = os.environ.get("XLA_FLAGS")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main([str(a) for a in argv])
+    finally:
+        if saved is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = saved
+    return rc, out.getvalue(), err.getvalue()
+
+
+def fake_run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=None, dtype=None):
+    """``bayescale.infer.batch.run_batch`` without NUTS (monkeypatch it in): uniform draws in
+    (0.1, 0.5) of every site, so fit_many's input handling and output run in milliseconds
+    (the statuses are then some convergence failure, never ``invalid_input``)."""
+    import numpy as np
+
+    shape = (len(log_loss), config.num_chains, config.num_samples)
+    rng = np.random.default_rng(0)
+    draws = {
+        "samples": {k: rng.uniform(0.1, 0.5, shape) for k in spec.site_names},
+        "diverging": np.zeros(shape, dtype=bool),
+        "energy": rng.standard_normal(shape),
+        "num_steps": np.full(shape, 7, dtype=np.int32),
+        "accept_prob": np.full(shape, 0.9),
+        "potential_energy": rng.standard_normal(shape),
+        "step_size": np.full(shape[:2], 0.5),
+        "warmup_num_steps": np.full(shape[:2], 7),
+        "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
+    }
+    return draws, {"compile_s": 0.0, "sampling_s": 0.0}
+
+
 #: Sampler settings for tests: 4 chains x (400 + 600) draws keeps bulk ESS well above 400 on the
 #: shipped laws while a fit costs well under a second once compiled. One settings tuple means one
 #: compiled program per (law, data shape) for the whole suite.

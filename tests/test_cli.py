@@ -9,9 +9,7 @@ refusal tests.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import re
 import shutil
@@ -23,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import call_cli, fake_run_batch
 
 import bayescale as bs
 from bayescale import cli
@@ -41,17 +40,8 @@ def _true_loss(N: float, D: float, p=BESIROGLU_2024) -> float:
 
 def run_cli(argv: list[str]) -> SimpleNamespace:
     """``main(argv)`` in-process; captures stdout/stderr and leaves ``XLA_FLAGS`` as it was."""
-    saved = os.environ.get("XLA_FLAGS")
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main([str(a) for a in argv])
-    finally:
-        if saved is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = saved
-    return SimpleNamespace(rc=rc, out=out.getvalue(), err=err.getvalue())
+    rc, out, err = call_cli(argv)
+    return SimpleNamespace(rc=rc, out=out, err=err)
 
 
 def _error_line(result: SimpleNamespace, *, after_fit: bool = False) -> str:
@@ -585,23 +575,7 @@ def fake_sampler(monkeypatch):
     command's input handling and output run in milliseconds."""
     import bayescale.infer.batch as engine
 
-    def run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=None, dtype=None):
-        shape = (len(log_loss), config.num_chains, config.num_samples)
-        rng = np.random.default_rng(0)
-        draws = {
-            "samples": {k: rng.uniform(0.1, 0.5, shape) for k in spec.site_names},
-            "diverging": np.zeros(shape, dtype=bool),
-            "energy": rng.standard_normal(shape),
-            "num_steps": np.full(shape, 7, dtype=np.int32),
-            "accept_prob": np.full(shape, 0.9),
-            "potential_energy": rng.standard_normal(shape),
-            "step_size": np.full(shape[:2], 0.5),
-            "warmup_num_steps": np.full(shape[:2], 7),
-            "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
-        }
-        return draws, {"compile_s": 0.0, "sampling_s": 0.0}
-
-    monkeypatch.setattr(engine, "run_batch", run_batch)
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     return ["--quiet", "--num-chains", "2", "--num-samples", "20"]
 
 

@@ -28,10 +28,7 @@ are derandomised so CI sees the same cases every run.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -40,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import call_cli, fake_run_batch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import bayescale as bs
-from bayescale import _fit, cli
+from bayescale import _fit
 
 #: Sampled sites of the Chinchilla law (5 parameters + sigma): require() wants > 6 points.
 CHINCHILLA_SITES = 6
@@ -590,43 +588,16 @@ def test_cli_bad_csv_one_line_exit_2(item, csv_dir: Path) -> None:
     assume(expected == "error" or (fit_verdict == "error" and not kinds))
     path = csv_dir / "cli.csv"
     path.write_bytes(raw)
-    saved = os.environ.get("XLA_FLAGS")
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main(["fit", str(path), "--predict", "N=70B,D=1.4T"])
-    finally:
-        if saved is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = saved
-    lines = err.getvalue().splitlines()
-    assert rc == 2, (case.applied, op, err.getvalue())
+    rc, _, err = call_cli(["fit", path, "--predict", "N=70B,D=1.4T"])
+    lines = err.splitlines()
+    assert rc == 2, (case.applied, op, err)
     assert len(lines) == 1, (case.applied, op, lines)
     assert lines[0].startswith("bayescale: error: "), lines[0]
-    assert "Traceback" not in err.getvalue()
+    assert "Traceback" not in err
 
 
 #: Sampled sites of the power_n law fit-many fits below (E, A, alpha + sigma): > 4 points.
 POWER_N_SITES = 4
-
-
-def _fake_run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=None, dtype=None):
-    """The batch program of fit_many without NUTS: uniform draws in (0.1, 0.5) of every site."""
-    shape = (len(log_loss), config.num_chains, config.num_samples)
-    rng = np.random.default_rng(0)
-    draws = {
-        "samples": {k: rng.uniform(0.1, 0.5, shape) for k in spec.site_names},
-        "diverging": np.zeros(shape, dtype=bool),
-        "energy": rng.standard_normal(shape),
-        "num_steps": np.full(shape, 7, dtype=np.int32),
-        "accept_prob": np.full(shape, 0.9),
-        "potential_energy": rng.standard_normal(shape),
-        "step_size": np.full(shape[:2], 0.5),
-        "warmup_num_steps": np.full(shape[:2], 7),
-        "warmup_divergences": np.zeros(shape[:2], dtype=np.int32),
-    }
-    return draws, {"compile_s": 0.0, "sampling_s": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -642,7 +613,7 @@ def batches():
         return made[-1]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "run_batch", _fake_run_batch)
+        patch.setattr(engine, "run_batch", fake_run_batch)
         patch.setattr(bs, "fit_many", spy)
         yield made
 
@@ -663,20 +634,11 @@ def test_cli_fit_many_bad_csv(item, csv_dir: Path, batches: list) -> None:
     path = csv_dir / "many.csv"
     path.write_bytes(raw)
     batches.clear()
-    saved = os.environ.get("XLA_FLAGS")
-    out, err = io.StringIO(), io.StringIO()
-    argv = ["fit-many", str(path), "--curve", "task", "--law", "power_n", "--quiet"]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main([*argv, "--num-chains", "2", "--num-samples", "20"])
-    finally:
-        if saved is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = saved
-    lines = err.getvalue().splitlines()
-    why = (case.applied, op, case.structural_error, fittable, err.getvalue())
-    assert "Traceback" not in err.getvalue(), why
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", "--quiet"]
+    rc, out, err = call_cli([*argv, "--num-chains", "2", "--num-samples", "20"])
+    lines = err.splitlines()
+    why = (case.applied, op, case.structural_error, fittable, err)
+    assert "Traceback" not in err, why
     errors = [line for line in lines if line.startswith("bayescale: error: ")]
     assert all(line.startswith("bayescale: warning: ") for line in lines if line not in errors)
     if expected == "error":
@@ -688,4 +650,4 @@ def test_cli_fit_many_bad_csv(item, csv_dir: Path, batches: list) -> None:
     assert list(batch.curve_ids) == list(fittable), why
     assert [s != "invalid_input" for s in batch.status] == list(fittable.values()), why
     bad = sum(not ok for ok in fittable.values())
-    assert (f"invalid_input {bad}" in out.getvalue()) == (bad > 0), why
+    assert (f"invalid_input {bad}" in out) == (bad > 0), why
