@@ -234,6 +234,10 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
+#: Items per evaluation of the binomial SBC (``LAW/binomial``; ``LAW/binomial:N`` for N).
+BINOMIAL_TRIALS = 500
+
+
 def _law_and_likelihood(key: str) -> tuple[str | Law, str]:
     """``"sigmoid_c/beta"`` -> ``("sigmoid_c", "beta")``; a bare law name is log-normal. A
     sigmoid variant named as :func:`sigmoid` names it -- ``"sigmoid_c_floor0.25"`` (floor
@@ -264,7 +268,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--laws",
         nargs="+",
-        help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, and sigmoid_c/beta); "
+        help="laws to check, LAW or LAW/LIKELIHOOD (default: every shipped law, sigmoid_c/beta and "
+        "sigmoid_c/binomial); LAW/binomial:N draws counts of N items (default "
+        f"{BINOMIAL_TRIALS}); "
         "sigmoid_c_floor0.25 is the sigmoid with its floor fixed, sigmoid_c_slope its slope form",
     )
     ap.add_argument("--num-simulations", type=int, help="simulations per law (200; quick 50)")
@@ -287,7 +293,7 @@ def main(argv=None) -> int:
 
     keys = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())
     if not args.laws and not args.quick:
-        keys = [*keys, "sigmoid_c/beta"]
+        keys = [*keys, "sigmoid_c/beta", "sigmoid_c/binomial"]
     jobs = [(key, *_law_and_likelihood(key)) for key in keys]
     num = args.num_simulations or (50 if args.quick else 200)
     report = {"meta": _meta(args, num), "laws": {}}
@@ -305,7 +311,11 @@ def main(argv=None) -> int:
         # one seed per law: power_n/_d/_c (and the kaplan and bnsl variants) are the same
         # model in reference-centred log inputs, so a shared seed would repeat one check
         seed = args.seed + zlib.crc32(key.encode()) % 100_000
-        result = check.sbc(law, num_simulations=num, likelihood=likelihood, seed=seed)
+        likelihood, _, items = likelihood.partition(":")
+        fit_kwargs = {"trials": int(items or BINOMIAL_TRIALS)} if likelihood == "binomial" else {}
+        result = check.sbc(
+            law, num_simulations=num, likelihood=likelihood, seed=seed, fit_kwargs=fit_kwargs
+        )
         row = _record(result)
         row["seed"] = seed
         report["laws"][key] = row
