@@ -371,7 +371,9 @@ class Fit:
     samples
         Sampled sites -> draws of shape (chain, draw); read-only.
     sample_stats
-        ``diverging``, ``energy``, ``num_steps``, ``accept_prob``, ``step_size`` per chain/draw.
+        ``diverging``, ``energy``, ``num_steps``, ``accept_prob``, ``step_size`` per chain/draw;
+        for a curve taken out of a batch also ``bfmi`` (per chain) and ``depth_hit`` (per
+        draw), of the unthinned transitions of a re-fitted curve.
     config
         Sampler settings. ``timing`` holds ``compile_s`` and ``sampling_s``.
     """
