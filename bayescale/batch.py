@@ -1308,8 +1308,11 @@ class BatchFit:
             ]
             or [np.zeros(0, dtype=object)]
         ).astype(str)
-        if have and all(d.run is not None for d in have):
-            out["run"] = np.concatenate([d.run for d in have]).astype(str)
+        if any(d.run is not None for d in have):
+            # "" at the points of curves without run ids; has_run (per curve) tells them apart
+            out["run"] = np.concatenate(
+                [np.full(len(d), "") if d.run is None else np.asarray(d.run) for d in have]
+            ).astype(str)
         return out
 
     def _attrs(self) -> dict[str, Any]:
@@ -1338,9 +1341,9 @@ class BatchFit:
         behind it, and ``warmup_divergences``: the chain's divergent warm-up transitions),
         ``observed_data`` (``loss`` over dimension ``point``: the points of all curves
         concatenated), ``constant_data`` (per point: every input some curve has, NaN for
-        the points of curves without it, and ``point_curve``;
-        per curve: ``status``, ``message``, ``retried``, ``ref_*``) and, when
-        ``log_likelihood`` is True (default: when it has at most 50 million values),
+        the points of curves without it, ``point_curve``, and ``run`` ids, "" for curves
+        without; per curve: ``status``, ``message``, ``retried``, ``has_run``, ``ref_*``)
+        and, when ``log_likelihood`` is True (default: when it has at most 50 million values),
         ``log_likelihood`` (chain, draw, point), computed in JAX.
         """
         curve_dims = {"curve": list(self.curve_ids)}
@@ -1373,6 +1376,7 @@ class BatchFit:
             "retried": self.retried.astype(np.int8),
             "retry_unshrunk": self.retry_unshrunk.astype(np.int8),
             "num_points": np.array([0 if d is None else len(d) for d in self.data]),
+            "has_run": np.array([d is not None and d.run is not None for d in self.data], np.int8),
             **{f"ref_{k}": np.asarray(v) for k, v in self.ref.items()},
         }
         constant.update(per_curve)
@@ -1488,14 +1492,16 @@ def load_batch(path: str | Path) -> BatchFit:
     cols = {k: np.asarray(const[k], dtype=float) for k in ("N", "D", "C", "U") if k in const}
     run = np.asarray(const["run"]).astype(str) if "run" in const else None
     num_points = np.asarray(const["num_points"])
+    # files written before has_run stored run ids only when every curve had them
+    has_run = np.asarray(const["has_run"]).astype(bool) if "has_run" in const else None
     datas: list[ScalingData | None] = []
-    for cid, n in zip(ids, num_points, strict=True):
+    for i, (cid, n) in enumerate(zip(ids, num_points, strict=True)):
         if n == 0:
             datas.append(None)
             continue
         sel = point_curve == cid
         kw = {k: v[sel] for k, v in cols.items() if not np.isnan(v[sel]).all()}
-        if run is not None:
+        if run is not None and (has_run is None or has_run[i]):
             kw["run"] = run[sel]
         datas.append(from_arrays(loss=loss[sel], curve=cid, **kw))
     status = np.asarray(const["status"]).astype(str)

@@ -812,7 +812,8 @@ def test_predictive_draws_follow_the_fitted_likelihood():
 # ----------------------------------------------------------------------------- storage of inputs
 def _datablations_curves() -> dict[str, dict[str, np.ndarray]]:
     """Two datablations curves (16 runs on a 4 x 4 grid of N and D, U <= D with 3 distinct
-    values) and two invalid ones: one without U (C is derived from N and D), one with N only."""
+    values; only "a" has run ids) and two invalid ones: one without U (C is derived from N
+    and D), one with N only."""
     from bayescale.laws.datablations import MUENNIGHOFF_2023_PARAMS, datablations_loss
 
     rng = np.random.default_rng(0)
@@ -826,7 +827,7 @@ def _datablations_curves() -> dict[str, dict[str, np.ndarray]]:
 
     a, b = curve(1.0), curve(2.0)
     return {
-        "a": a,
+        "a": {**a, "run": np.array([f"a-{i:02d}" for i in range(a["N"].size)])},
         "b": b,
         "no_U": {k: a[k] for k in ("N", "D", "loss")},
         "no_D": {k: b[k] for k in ("N", "loss")},
@@ -835,7 +836,7 @@ def _datablations_curves() -> dict[str, dict[str, np.ndarray]]:
 
 def test_save_load_keeps_every_curves_input_columns(tmp_path):
     """A saved batch gives each curve back exactly the input columns it had (N, D, C and the
-    unique tokens U), also when an invalid curve lacks some of them, so the loaded batch
+    unique tokens U) and its run ids, also when other curves lack some of them, so the loaded batch
     forecasts as the original; the warm-up divergences per curve and chain survive too."""
     small = dict(num_chains=2, num_warmup=60, num_samples=60, retry=False, progress=False)
     with warnings.catch_warnings():
@@ -849,6 +850,9 @@ def test_save_load_keeps_every_curves_input_columns(tmp_path):
         assert after.inputs == before.inputs
         for k in (*before.inputs, "loss"):
             np.testing.assert_array_equal(getattr(after, k), getattr(before, k))
+    # run ids: those of the one curve that has them, none for the others
+    assert [d.run is not None for d in back.data] == [True, False, False, False]
+    np.testing.assert_array_equal(back.data[0].run, batch.data[0].run)
     np.testing.assert_array_equal(
         back.sample_stats["warmup_divergences"], batch.sample_stats["warmup_divergences"]
     )
