@@ -13,7 +13,7 @@ from .data import DataError, ScalingData, as_scaling_data
 from .infer.nuts import SamplerConfig, run_nuts
 from .laws import Law
 from .model import PROPORTION_LIKELIHOODS, build_model
-from .results import ConvergenceWarning, Fit, diagnose
+from .results import ConvergenceWarning, Fit, diagnose_stats
 
 #: Target acceptance probability of the automatic retry of a fit with divergences or high R-hat.
 RETRY_TARGET_ACCEPT = 0.99
@@ -183,7 +183,7 @@ def retry_config(config: SamplerConfig, conv) -> SamplerConfig:
     changes: dict[str, Any] = {}
     if conv.divergences:
         changes["target_accept_prob"] = max(config.target_accept_prob, RETRY_TARGET_ACCEPT)
-    if not conv.max_rhat <= 1.01 or not min(conv.min_ess_bulk, conv.min_ess_tail) >= 400:
+    if conv.mixing_missed:
         changes["num_warmup"] = 2 * config.num_warmup
         changes["num_samples"] = 2 * config.num_samples
         if not conv.divergences:
@@ -223,14 +223,7 @@ def _sample(spec, config, data, ref, log_x, key, dtype, *, retried: bool, seed) 
         "step_size": np.asarray(draws["step_size"], dtype=np.float64),
         "potential_energy": np.asarray(draws["potential_energy"], dtype=np.float64),
     }
-    diag, conv = diagnose(
-        samples,
-        stats["energy"],
-        stats["diverging"],
-        retried,
-        num_steps=stats["num_steps"],
-        max_tree_depth=config.max_tree_depth,
-    )
+    diag, conv = diagnose_stats(samples, stats, config, retried)
     return Fit(
         spec=spec,
         data=data,

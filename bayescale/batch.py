@@ -55,6 +55,7 @@ from .results import (
     Fit,
     __version__,
     above_data,
+    at_depth_cap,
     convergence_of,
     depth_hits,
     name_list,
@@ -568,8 +569,7 @@ class _Sampled:
                     self.stats[k][index] = engine.bfmi(np.asarray(draws["energy"][:n]))
                 continue
             if k == "depth_hit" and k not in draws:
-                steps = np.asarray(draws["num_steps"][:n])
-                self.stats[k][index] = steps >= 2**self.max_tree_depth - 1
+                self.stats[k][index] = at_depth_cap(draws["num_steps"][:n], self.max_tree_depth)
                 continue
             self.stats[k][index] = draws[k][:n]
 

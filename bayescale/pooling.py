@@ -43,7 +43,7 @@ from .infer.nuts import SamplerConfig
 from .infer.pooled import MASSES, PooledSpec, population_moments, run_pooled, transform_name
 from .laws import Law
 from .model import ModelSpec, build_model
-from .results import ConvergenceWarning
+from .results import ConvergenceWarning, at_depth_cap
 
 __all__ = [
     "POOLINGS",
@@ -488,7 +488,7 @@ def _unpack(draws, pooled: PooledSpec, ref, index, num, config):
         v = np.asarray(draws[k])
         stats[k] = np.broadcast_to(v, shape).copy()
     stats["num_steps"] = stats["num_steps"].astype(np.int32)
-    stats["depth_hit"] = (stats["num_steps"] >= 2**config.max_tree_depth - 1).astype(np.float32)
+    stats["depth_hit"] = at_depth_cap(stats["num_steps"], config.max_tree_depth).astype(np.float32)
     stats["step_size"] = np.broadcast_to(np.asarray(draws["step_size"]), shape[:2]).copy()
     stats["warmup_divergences"] = np.broadcast_to(
         np.asarray(draws["warmup_divergences"]), shape[:2]

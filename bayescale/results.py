@@ -121,14 +121,20 @@ class Convergence:
         return out
 
     @property
+    def mixing_missed(self) -> bool:
+        """R-hat or the bulk/tail ESS misses the policy (NaN misses it)."""
+        return not self.max_rhat <= RHAT_MAX or not (
+            min(self.min_ess_bulk, self.min_ess_tail) >= ESS_MIN
+        )
+
+    @property
     def deep_trees(self) -> bool:
         """R-hat or ESS misses the policy and at least :data:`DEPTH_HITS_NOTE` of the draws
         hit the tree-depth cap: the trajectories were cut short, so deeper trees (each level
         doubles the cost of a draw), not more draws, are the first remedy."""
-        mixing = not self.max_rhat <= RHAT_MAX or not (
-            min(self.min_ess_bulk, self.min_ess_tail) >= ESS_MIN
+        return bool(
+            self.mixing_missed and self.max_tree_depth and self.depth_hits >= DEPTH_HITS_NOTE
         )
-        return bool(mixing and self.max_tree_depth and self.depth_hits >= DEPTH_HITS_NOTE)
 
     @property
     def converged(self) -> bool:
@@ -212,9 +218,15 @@ def _worst(values: Mapping[str, float], largest: bool) -> str:
     return (max if largest else min)(finite, key=finite.__getitem__)
 
 
+def at_depth_cap(num_steps: np.ndarray, max_tree_depth: int) -> np.ndarray:
+    """Per draw, whether its NUTS trajectory was built to the full depth cap: NumPyro's
+    ``num_steps`` of such a draw is ``2**max_tree_depth - 1`` leapfrog steps."""
+    return np.asarray(num_steps) >= 2**max_tree_depth - 1
+
+
 def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
-    """Share of draws whose NUTS trajectory was built to the full depth cap: NumPyro's
-    ``num_steps`` of such a draw is ``2**max_tree_depth - 1`` leapfrog steps.
+    """Share of draws whose NUTS trajectory was built to the full depth cap
+    (:func:`at_depth_cap`).
 
     >>> depth_hits(np.array([[255, 127], [255, 63]]), 8)
     0.5
@@ -222,7 +234,7 @@ def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
     steps = np.asarray(num_steps)
     if steps.size == 0:
         return 0.0
-    return float(np.mean(steps >= 2**max_tree_depth - 1))
+    return float(np.mean(at_depth_cap(steps, max_tree_depth)))
 
 
 def convergence_of(
@@ -312,6 +324,27 @@ def diagnose(
         max_tree_depth=max_tree_depth if known else 0,
     )
     return table, conv
+
+
+def diagnose_stats(
+    draws: Mapping[str, np.ndarray],
+    stats: Mapping[str, np.ndarray],
+    config: SamplerConfig,
+    retried: bool,
+) -> tuple[pd.DataFrame, Convergence]:
+    """:func:`diagnose` from a fit's ``sample_stats`` and the settings the draws ran under
+    (a fresh fit, or one read back by :func:`load`, with the ``bfmi`` and ``depth_hit`` of
+    a batch curve's unthinned transitions when it carries them)."""
+    return diagnose(
+        draws,
+        stats["energy"],
+        stats["diverging"],
+        retried,
+        num_steps=stats["num_steps"],
+        max_tree_depth=config.max_tree_depth,
+        bfmi=stats.get("bfmi"),
+        depth_hit=stats.get("depth_hit"),
+    )
 
 
 def name_list(names: Sequence[Any], limit: int = 5, fmt: Callable[[Any], str] = repr) -> str:
@@ -746,16 +779,7 @@ def load(path: str | Path):
     data = from_arrays(loss=np.asarray(obs["loss"]), **cols)
     config = SamplerConfig(**json.loads(attrs["config"]))
     retried = bool(int(attrs.get("retried", 0)))
-    diag, conv = diagnose(
-        samples,
-        stats["energy"],
-        stats["diverging"],
-        retried,
-        num_steps=stats["num_steps"],
-        max_tree_depth=config.max_tree_depth,
-        bfmi=stats.get("bfmi"),
-        depth_hit=stats.get("depth_hit"),
-    )
+    diag, conv = diagnose_stats(samples, stats, config, retried)
     seed = int(attrs.get("seed", -1))
     return Fit(
         spec=spec,
