@@ -11,6 +11,7 @@ optionally re-fits failed curves at a higher target acceptance.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import itertools
@@ -35,7 +36,10 @@ from ._fit import _validate_config, reference_point
 from .data import (
     DataError,
     ScalingData,
+    TableRows,
+    _line_numbers,
     as_scaling_data,
+    curve_from_table,
     from_arrays,
     prediction_inputs,
 )
@@ -100,10 +104,13 @@ def _split_curves(
 
     def one(cid: str, obj: Any, **kwargs: Any) -> tuple[str, ScalingData | None, str]:
         try:
+            if "rows" in kwargs:  # one curve's rows of a larger table
+                return cid, curve_from_table(obj, **kwargs), ""
             return cid, as_scaling_data(obj, **kwargs), ""
         except DataError as exc:
             return cid, None, f"curve {cid!r}: {exc}"
 
+    line_of, source = None, "<DataFrame>"
     if isinstance(data, str | Path):
         path, options = data, {**columns, **({} if curve is None else {"curve": curve})}
         try:
@@ -114,6 +121,7 @@ def _split_curves(
             # A bad value in some row: validate every curve on its own, below. The file parsed
             # with these options already, so pandas reads it again without error.
             data = pd.read_csv(path, sep=sep, index_col=False)
+            line_of, source = _line_numbers(Path(path), sep, {}, len(data)), str(path)
         else:
             if curve is not None:
                 return [(cid, d, "") for cid, d in data.curves().items()]
@@ -131,10 +139,13 @@ def _split_curves(
                 f"curve column(s) {missing} not in the table; columns: {list(data.columns)}",
                 column=missing[0],
             )
+        data = data.reset_index(drop=True)  # errors name rows of the whole table, from 0
         key = data[names].astype(str).agg("/".join, axis=1)
         out = []
         for cid, rows in data.groupby(key, sort=False):
-            out.append(one(str(cid), rows.reset_index(drop=True), curve=curve, **columns))
+            where = TableRows(rows.index.to_numpy(), line_of)
+            sub = rows.reset_index(drop=True)
+            out.append(one(str(cid), sub, rows=where, source=source, curve=curve, **columns))
         return out
     if isinstance(data, Mapping):
         return [one(str(cid), obj, **columns) for cid, obj in data.items()]
@@ -1342,7 +1353,8 @@ class BatchFit:
         ``observed_data`` (``loss`` over dimension ``point``: the points of all curves
         concatenated), ``constant_data`` (per point: every input some curve has, NaN for
         the points of curves without it, ``point_curve``, and ``run`` ids, "" for curves
-        without; per curve: ``status``, ``message``, ``retried``, ``has_run``, ``ref_*``)
+        without; per curve: ``status``, ``message``, ``retried``, ``has_run``, ``derived``
+        (inputs obtained through C = 6ND, comma-separated), ``ref_*``)
         and, when ``log_likelihood`` is True (default: when it has at most 50 million values),
         ``log_likelihood`` (chain, draw, point), computed in JAX.
         """
@@ -1377,6 +1389,7 @@ class BatchFit:
             "retry_unshrunk": self.retry_unshrunk.astype(np.int8),
             "num_points": np.array([0 if d is None else len(d) for d in self.data]),
             "has_run": np.array([d is not None and d.run is not None for d in self.data], np.int8),
+            "derived": np.array(["" if d is None else ",".join(d.derived) for d in self.data]),
             **{f"ref_{k}": np.asarray(v) for k, v in self.ref.items()},
         }
         constant.update(per_curve)
@@ -1494,6 +1507,8 @@ def load_batch(path: str | Path) -> BatchFit:
     num_points = np.asarray(const["num_points"])
     # files written before has_run stored run ids only when every curve had them
     has_run = np.asarray(const["has_run"]).astype(bool) if "has_run" in const else None
+    # inputs obtained through C = 6ND, per curve (absent from files written before it)
+    derived = np.asarray(const["derived"]).astype(str) if "derived" in const else None
     datas: list[ScalingData | None] = []
     for i, (cid, n) in enumerate(zip(ids, num_points, strict=True)):
         if n == 0:
@@ -1503,7 +1518,10 @@ def load_batch(path: str | Path) -> BatchFit:
         kw = {k: v[sel] for k, v in cols.items() if not np.isnan(v[sel]).all()}
         if run is not None and (has_run is None or has_run[i]):
             kw["run"] = run[sel]
-        datas.append(from_arrays(loss=loss[sel], curve=cid, **kw))
+        data = from_arrays(loss=loss[sel], curve=cid, **kw)
+        if derived is not None and derived[i]:
+            data = dataclasses.replace(data, derived=tuple(derived[i].split(",")))
+        datas.append(data)
     status = np.asarray(const["status"]).astype(str)
     ref = {k[4:]: np.asarray(const[k], dtype=float) for k in const if str(k).startswith("ref_")}
     diag = _diagnose(samples, stats, spec)

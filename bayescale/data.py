@@ -52,6 +52,29 @@ _DEFAULTS = {"N": "N", "D": "D", "C": "C", "U": "U", "loss": "loss", "curve": No
 LineOf = Callable[[int], "int | None"] | None
 
 
+@dataclass(frozen=True)
+class TableRows:
+    """Where the rows of a sub-table (one curve of a larger table) came from, for messages.
+
+    ``rows[i]`` is the 0-based row of the whole table behind row ``i`` of the sub-table;
+    ``line_of`` maps a row of the whole table to its 1-based CSV line (None: not a file).
+    """
+
+    rows: np.ndarray
+    line_of: LineOf = None
+
+    def locate(self, row: int) -> tuple[int, int | None]:
+        table_row = int(self.rows[row]) if 0 <= row < len(self.rows) else row
+        return table_row, (self.line_of(table_row) if self.line_of is not None else None)
+
+
+def _locate(row: int, line_of: LineOf | TableRows) -> tuple[int, int | None]:
+    """(row as the user numbers it, CSV line or None) of a row of the table being read."""
+    if isinstance(line_of, TableRows):
+        return line_of.locate(row)
+    return row, (line_of(row) if line_of is not None else None)
+
+
 class DataError(ValueError):
     """Bad input data.
 
@@ -77,20 +100,24 @@ def _show(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _where(column: str | None, row: int | None, line_of: LineOf = None) -> str:
+def _where(column: str | None, row: int | None, line_of: LineOf | TableRows = None) -> str:
     parts = [f"column {column!r}"] if column is not None else []
     if row is not None:
-        line = line_of(row) if line_of is not None else None
-        parts.append(f"row {row}" + (f" (CSV line {line})" if line is not None else ""))
+        shown, line = _locate(row, line_of)
+        parts.append(f"row {shown}" + (f" (CSV line {line})" if line is not None else ""))
     return ", ".join(parts)
 
 
 def _error(
-    column: str | None, row: int | None, value: object, what: str, line_of: LineOf = None
+    column: str | None,
+    row: int | None,
+    value: object,
+    what: str,
+    line_of: LineOf | TableRows = None,
 ) -> DataError:
-    line = line_of(row) if (line_of is not None and row is not None) else None
+    shown, line = (None, None) if row is None else _locate(row, line_of)
     message = f"{_where(column, row, line_of)}: value {_show(value)} {what}"
-    return DataError(message, column=column, row=row, value=value, line=line)
+    return DataError(message, column=column, row=shown, value=value, line=line)
 
 
 def _warn(message: str) -> None:
@@ -122,7 +149,7 @@ def _parse_str(text: str, parse_suffixes: bool) -> float | str:
 
 
 def _column(
-    name: str, values: Any, *, parse_suffixes: bool = False, line_of: LineOf = None
+    name: str, values: Any, *, parse_suffixes: bool = False, line_of: LineOf | TableRows = None
 ) -> np.ndarray:
     """Convert one column to float64 (integers never wrap) and check it is finite and > 0."""
     if isinstance(values, pd.Series):
@@ -164,7 +191,9 @@ def _column(
     return x
 
 
-def _ids(name: str, columns: list[tuple[str, Any]], n: int, line_of: LineOf) -> np.ndarray:
+def _ids(
+    name: str, columns: list[tuple[str, Any]], n: int, line_of: LineOf | TableRows
+) -> np.ndarray:
     """Object array of string ids, joined with "/" over several columns; NaN ids raise."""
     parts = []
     for column, values in columns:
@@ -349,7 +378,7 @@ def _build(
     source: str,
     names: dict[str, str],
     parse_suffixes: bool,
-    line_of: LineOf = None,
+    line_of: LineOf | TableRows = None,
 ) -> ScalingData:
     """Validate resolved columns (role -> values) and assemble a ScalingData."""
     values: dict[str, np.ndarray | None] = dict.fromkeys(_ROLES)
@@ -397,7 +426,7 @@ def _build(
         original = int(np.argmax(same))
         _warn(
             f"{int(dup.sum())} duplicated row{'s' * (int(dup.sum()) > 1)} (identical {', '.join(frame.columns)}); first: "
-            f"{_where(None, first, line_of)} repeats row {original}; rows are kept, "
+            f"{_where(None, first, line_of)} repeats row {_locate(original, line_of)[0]}; rows are kept, "
             "drop copies (e.g. DataFrame.drop_duplicates()) unless they are repeated measurements"
         )
     if (data.loss > _LOSS_PERPLEXITY).any():
@@ -480,7 +509,7 @@ def _from_frame(
     *,
     parse_suffixes: bool,
     source: str,
-    line_of: LineOf = None,
+    line_of: LineOf | TableRows = None,
 ) -> ScalingData:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -569,6 +598,26 @@ def from_dataframe(
     """
     spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
     return _from_frame(df, spec, parse_suffixes=parse_suffixes, source="<DataFrame>")
+
+
+def curve_from_table(
+    df: pd.DataFrame,
+    rows: TableRows,
+    *,
+    source: str = "<DataFrame>",
+    N: str | None = "N",
+    D: str | None = "D",
+    C: str | None = "C",
+    loss: str = "loss",
+    curve: str | list[str] | None = None,
+    run: str | list[str] | None = None,
+    parse_suffixes: bool = False,
+    U: str | None = "U",
+) -> ScalingData:
+    """:func:`from_dataframe` for the rows of one curve cut out of a larger table: messages
+    name the row of the whole table (and its CSV line) that ``rows`` gives for each row."""
+    spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
+    return _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=rows)
 
 
 _LINE_UNSAFE = {"header", "names", "skiprows", "skipfooter", "comment", "nrows", "quotechar"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import warnings
@@ -650,6 +651,7 @@ class Fit:
             "timing": json.dumps(dict(self.timing)),
             "retried": int(self.convergence.retried),
             "seed": -1 if self.seed is None else int(self.seed),
+            "derived": ",".join(self.data.derived),  # inputs obtained through C = 6ND
         }
 
     def to_arviz(self):
@@ -777,6 +779,8 @@ def load(path: str | Path):
     obs = azc.group(container, "observed_data")
     cols = {k: np.asarray(const[k]) for k in ("N", "D", "C", "U", "curve", "run") if k in const}
     data = from_arrays(loss=np.asarray(obs["loss"]), **cols)
+    if attrs.get("derived"):  # absent from files written before it was stored
+        data = dataclasses.replace(data, derived=tuple(str(attrs["derived"]).split(",")))
     config = SamplerConfig(**json.loads(attrs["config"]))
     retried = bool(int(attrs.get("retried", 0)))
     diag, conv = diagnose_stats(samples, stats, config, retried)

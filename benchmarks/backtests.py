@@ -338,6 +338,7 @@ SHOW = [
     "likelihood",
     "n_train",
     "n_test",
+    "n_unscored",
     "max_extrapolation",
     "median_are",
     "rmsle",

@@ -846,8 +846,9 @@ def test_save_load_keeps_every_curves_input_columns(tmp_path):
     assert [d.inputs for d in batch.data] == [("N", "D", "C", "U")] * 2 + [("N", "D", "C"), ("N",)]
     back = load_batch(batch.save(tmp_path / "b.nc"))
     assert back.status.tolist() == batch.status.tolist()
+    assert [d.derived for d in batch.data] == [("C",)] * 3 + [()]
     for before, after in zip(batch.data, back.data, strict=True):
-        assert after.inputs == before.inputs
+        assert after.inputs == before.inputs and after.derived == before.derived
         for k in (*before.inputs, "loss"):
             np.testing.assert_array_equal(getattr(after, k), getattr(before, k))
     # run ids: those of the one curve that has them, none for the others
@@ -864,6 +865,9 @@ def test_save_load_keeps_every_curves_input_columns(tmp_path):
     pd.testing.assert_frame_equal(got, want)
     pd.testing.assert_frame_equal(fit_got, fit_want)
     assert np.isfinite(got["loss_median"][got["curve"].isin(["a", "b"])]).all()
+    # a curve saved as a single fit keeps it too ("C (derived: C = 6ND)" in describe())
+    single = bs.load(back["b"].save(tmp_path / "b_fit.nc"))
+    assert single.data.derived == ("C",) and "derived" in single.data.describe()
 
 
 @pytest.fixture(scope="module")
@@ -920,3 +924,30 @@ def test_warmup_divergences_survive_save_and_default_to_zero_in_old_files(
     assert "warmup_divergences" not in azc.group(azc.from_netcdf(path), "sample_stats")
     old = load_batch(path)
     np.testing.assert_array_equal(old.sample_stats["warmup_divergences"], np.zeros((3, 2)))
+
+
+def test_bad_value_names_the_row_of_the_whole_table(monkeypatch, tmp_path):
+    """A bad value in one curve of a long table is reported at its row of the whole table
+    (0-based, by position, whatever the index), with its CSV line when read from a file:
+    not at its row within the curve, which the user cannot find in the file."""
+    from conftest import fake_run_batch
+
+    import bayescale.infer.batch as engine
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    good = [3.1, 2.8, 2.6, 2.45, 2.35, 2.3]
+    rows = [("a", 10.0 ** (7 + i), v) for i, v in enumerate(good)]
+    rows += [("b", 10.0 ** (7 + i), v) for i, v in enumerate([*good[:4], -2.0, good[5]])]
+    table = pd.DataFrame(rows, columns=["task", "N", "loss"], index=range(100, 112))
+    kwargs = dict(curve="task", num_chains=2, num_samples=20, progress=False, retry=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = bs.fit_many(table, "power_n", **kwargs)
+        path = tmp_path / "runs.csv"
+        table.to_csv(path, index=False)
+        from_file = bs.fit_many(path, "power_n", **kwargs)
+    message = batch.summary().loc["b", "message"]
+    assert "curve 'b': column 'loss', row 10: value -2.0 must be > 0" in message
+    message = from_file.summary().loc["b", "message"]
+    assert "column 'loss', row 10 (CSV line 12): value -2.0 must be > 0" in message
+    assert batch.status.tolist()[1] == from_file.status.tolist()[1] == "invalid_input"

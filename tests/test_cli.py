@@ -601,7 +601,9 @@ def test_fit_many_reads_the_csv_with_sep_and_the_package_checks(tmp_path, fake_s
     rows = {line.split()[0]: line for line in result.out.splitlines() if line[:2] in ("a ", "b ")}
     assert set(rows) == {"a", "b"} and all("invalid_input" not in r for r in rows.values())
     bad = next(line for line in result.out.splitlines() if line.startswith("bad "))
-    assert "invalid_input" in bad and "column 'loss', row 1: value nan is not a finite" in bad
+    # rows and CSV lines of the whole file: 'bad' is the third curve of six runs each
+    nan_at = "column 'loss', row 13 (CSV line 15): value nan is not a finite"
+    assert "invalid_input" in bad and nan_at in bad
     assert "invalid_input 1" in result.out
     line = _error_line(run_cli(argv))
     assert "the delimiter is probably ';': pass sep=';'" in line
@@ -622,8 +624,9 @@ def test_fit_many_exits_2_when_no_curve_can_be_fitted(tmp_path, fake_sampler):
     result = run_cli([*argv, "--predict", "N=1e11", "--csv", tmp_path / "f.csv"])
     line = _error_line(result)  # the only stderr line: no "3 of 3 curves ..." warning
     assert "no curve could be fitted (3 with bad input)" in line
-    assert "curve 'a': column 'loss', row 1: value nan is not a finite number" in line
-    assert "curve 'b': column 'loss', row 0: value -1.0 must be > 0" in line
+    nan_at = "curve 'a': column 'loss', row 1 (CSV line 3): value nan is not a finite number"
+    assert nan_at in line
+    assert "curve 'b': column 'loss', row 6 (CSV line 8): value -1.0 must be > 0" in line
     assert "curve 'c': fewer points than parameters" in line
     assert "status: invalid_input 3" in result.out
     assert not (tmp_path / "f.csv").exists()
