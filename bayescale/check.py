@@ -52,7 +52,7 @@ from scipy.special import logsumexp
 from .data import DataError, ScalingData, as_scaling_data
 from .laws import Law
 from .laws import get as get_law
-from .model import beta_shapes, build_model
+from .model import beta_binomial_logpmf, beta_shapes, build_model
 from .results import ConvergenceWarning, ExtrapolationWarning, Fit
 
 __all__ = [
@@ -191,7 +191,8 @@ def _log_density(fit: Fit, log_mu: np.ndarray, log_y: np.ndarray) -> np.ndarray:
     elif lik == "binomial":  # counts are discrete: the beta-binomial log probability
         trials = int(fit.spec.trials)
         count = np.round(np.exp(log_y) * trials)
-        logp = stats.betabinom.logpmf(count, trials, *beta_shapes(log_mu, sigma))
+        a, b = beta_shapes(log_mu, sigma)
+        logp = beta_binomial_logpmf(count, float(trials), a, b, xp=np)
     else:  # normal on the loss: p(log y) = p(y) * y
         y = np.exp(log_y)
         logp = stats.norm.logpdf(y, loc=np.exp(log_mu), scale=sigma) + log_y
