@@ -294,6 +294,38 @@ def test_datablations_law_matches_formula_and_reduces_to_chinchilla():
     assert np.all(got >= chin - 1e-12)
 
 
+def test_datablations_gradient_is_finite_far_beyond_the_optimal_size():
+    """A small exponent puts N_opt(U) hundreds of nats below the model sizes in a trajectory:
+    the law's value there is the saturated one (every excess parameter worth R*_N) and its
+    gradient is finite, where exp overflowed to inf and inf * 0 made NaN gradients (divergent
+    transitions) before. Elsewhere value and gradient are those of the plain formula."""
+    P = MUENNIGHOFF_2023_PARAMS
+    ref = _ref(N=20.0, D=23.0, loss=1.0)
+    p = {k: jnp.asarray(v) for k, v in _datablations_sampled(P, ref).items()}
+    log_x = {"N": jnp.log(jnp.array([1e8, 1e9])), "D": jnp.log(jnp.array([1e10, 4e10]))}
+    log_x["U"] = jnp.log(jnp.array([1e9, 1e9]))
+
+    def total(params):
+        return jnp.sum(db_log_predict(params, log_x, ref))
+
+    for alpha in (0.34, 0.03, 0.003, 3e-4):  # log N - log N_opt(U): about -10 to 2e4 nats
+        q = {**p, "alpha": jnp.asarray(alpha)}
+        grads = jax.grad(total)(q)
+        assert all(np.isfinite(float(g)) for g in grads.values()), (alpha, grads)
+    # far beyond N_opt the effective size is U_N (1 + R*_N): the value does not depend on N
+    q = {**p, "alpha": jnp.asarray(3e-4)}
+    assert float(jax.grad(lambda lx: jnp.sum(db_log_predict(q, lx, ref)))(log_x)["N"][0]) == 0.0
+    # at Muennighoff's fit the gradient matches the finite differences of the formula
+    eps = 1e-6
+    g = jax.grad(total)(p)
+    for k in ("alpha", "R_N_star", "R_D_star"):
+        up, down = dict(p), dict(p)
+        up[k], down[k] = p[k] + eps, p[k] - eps
+        np.testing.assert_allclose(
+            float(g[k]), (float(total(up)) - float(total(down))) / (2 * eps), rtol=1e-6
+        )
+
+
 def test_error_link_formula_and_fixed_constants():
     loss = np.array([2.0, 3.0, 6.0])
     np.testing.assert_allclose(

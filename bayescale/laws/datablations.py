@@ -130,10 +130,25 @@ def _terms(p):
     return log_e, log_a, log_b
 
 
+#: Cap on ``log(R / R*)`` in :func:`_log_effective`: ``exp(-R / R*)`` is below 1e-300 there.
+_LOG_DECAY_CAP = 6.6
+
+
 def _log_effective(log_unique, log_total, r_star):
-    """log of U + U R* (1 - exp(-R / R*)) with R = total / unique - 1 >= 0."""
-    repeats = jnp.expm1(jnp.maximum(log_total - log_unique, 0.0))
-    return log_unique + jnp.log1p(-r_star * jnp.expm1(-repeats / r_star))
+    """log of U + U R* (1 - exp(-R / R*)) with R = total / unique - 1 >= 0.
+
+    ``R / R*`` is formed in logs and capped where ``exp(-R / R*)`` underflows: ``expm1`` of a
+    log-ratio above 709.8 is inf, and its gradient times ``exp(-inf) = 0`` was NaN (a
+    divergent transition) wherever a trajectory of a small exponent put ``N_opt(U)`` that far
+    below a model size; forward values are unchanged.
+    """
+    excess = jnp.maximum(log_total - log_unique, 0.0)
+    repeated = excess > 0.0
+    safe = jnp.where(repeated, excess, 1.0)  # keeps log(expm1) and its gradient finite at 0
+    log_repeats = safe + jnp.log(-jnp.expm1(-safe))  # log R = log(exp(excess) - 1)
+    log_ratio = jnp.minimum(log_repeats - jnp.log(r_star), _LOG_DECAY_CAP)
+    ratio = jnp.where(repeated, jnp.exp(log_ratio), 0.0)
+    return log_unique + jnp.log1p(-r_star * jnp.expm1(-ratio))
 
 
 def log_predict(p: Mapping[str, Any], log_x: Mapping[str, Any], ref: Mapping[str, Any]):
