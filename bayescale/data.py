@@ -605,18 +605,16 @@ def curve_from_table(
     rows: TableRows,
     *,
     source: str = "<DataFrame>",
-    N: str | None = "N",
-    D: str | None = "D",
-    C: str | None = "C",
-    loss: str = "loss",
-    curve: str | list[str] | None = None,
-    run: str | list[str] | None = None,
     parse_suffixes: bool = False,
-    U: str | None = "U",
+    **columns: Any,
 ) -> ScalingData:
-    """:func:`from_dataframe` for the rows of one curve cut out of a larger table: messages
-    name the row of the whole table (and its CSV line) that ``rows`` gives for each row."""
-    spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
+    """:func:`from_dataframe` (same column keywords) for the rows of one curve cut out of a
+    larger table: messages name the row of the whole table (and its CSV line) that ``rows``
+    gives for each row."""
+    unknown = sorted(set(columns) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown column keyword(s) {unknown}; expected some of {list(_DEFAULTS)}")
+    spec = {**_DEFAULTS, **columns}
     return _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=rows)
 
 
