@@ -101,9 +101,13 @@ def _show(value: object) -> str:
 
 
 def _where(column: str | None, row: int | None, line_of: LineOf | TableRows = None) -> str:
+    return _place(column, *((None, None) if row is None else _locate(row, line_of)))
+
+
+def _place(column: str | None, shown: int | None, line: int | None) -> str:
+    """``column 'loss', row 5 (CSV line 7)`` from a located row (None: no row)."""
     parts = [f"column {column!r}"] if column is not None else []
-    if row is not None:
-        shown, line = _locate(row, line_of)
+    if shown is not None:
         parts.append(f"row {shown}" + (f" (CSV line {line})" if line is not None else ""))
     return ", ".join(parts)
 
@@ -116,7 +120,7 @@ def _error(
     line_of: LineOf | TableRows = None,
 ) -> DataError:
     shown, line = (None, None) if row is None else _locate(row, line_of)
-    message = f"{_where(column, row, line_of)}: value {_show(value)} {what}"
+    message = f"{_place(column, shown, line)}: value {_show(value)} {what}"
     return DataError(message, column=column, row=shown, value=value, line=line)
 
 

@@ -41,6 +41,15 @@ def beta_precision(sigma):
 _STIRLING_FROM = 1e5
 
 
+def _gammaln(xp: Any):
+    """``gammaln`` of SciPy for ``xp = numpy``, of JAX otherwise."""
+    if xp is np:
+        from scipy.special import gammaln
+    else:
+        from jax.scipy.special import gammaln
+    return gammaln
+
+
 def log_rising_factorial(x, j, *, xp: Any = jnp):
     """``log Gamma(x + j) - log Gamma(x)`` for ``x > 0``, ``j >= 0``, accurate for any ``x``.
 
@@ -49,10 +58,7 @@ def log_rising_factorial(x, j, *, xp: Any = jnp):
     (x + j))`` (the next term is below 1e-17). ``xp`` is ``jax.numpy`` (the model; both
     branches stay finite, so ``where`` passes clean gradients) or ``numpy`` (scores).
     """
-    if xp is np:
-        from scipy.special import gammaln
-    else:
-        from jax.scipy.special import gammaln
+    gammaln = _gammaln(xp)
     big = x >= _STIRLING_FROM
     small_x = xp.where(big, 1.0, x)
     large_x = xp.where(big, x, _STIRLING_FROM)
@@ -102,10 +108,7 @@ def beta_binomial_logpmf(k, n, a, b, *, xp: Any = jnp):
     >>> round(float(binom.logpmf(250, 500, 0.5)), 6)
     -3.333595
     """
-    if xp is np:
-        from scipy.special import gammaln
-    else:
-        from jax.scipy.special import gammaln
+    gammaln = _gammaln(xp)
     choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
     return (
         choose
