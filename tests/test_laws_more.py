@@ -10,6 +10,7 @@ here depends on the registry.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -526,8 +527,6 @@ def test_datablations_fit_predicts_with_unique_tokens():
 
 def _log_rising_by_sum(x: float, j: int) -> float:
     """log Gamma(x + j) - log Gamma(x) as the float64 sum j log x + sum_i log1p(i / x)."""
-    import math
-
     return j * math.log(x) + math.fsum(math.log1p(i / x) for i in range(j))
 
 
@@ -537,8 +536,6 @@ def test_beta_binomial_log_probability_is_exact_at_any_precision():
     tends to the binomial's as the precision grows, and its slope in log sigma goes to 0 there.
     (NumPyro's BetaBinomial errs by 0.08 nats per count at a + b = 1e14 and by 26 nats at 1e16,
     a spurious density that held NUTS chains at sigma -> 0 in the binomial SBC.)"""
-    import math
-
     from bayescale.model import _BetaBinomial, beta_binomial_logpmf, beta_precision
 
     n = 500
