@@ -67,6 +67,7 @@ __all__ = [
     "backtest",
     "backtest_points",
     "coverage_band",
+    "gate_by_band",
     "identifiability",
     "identifiability_stats",
     "sbc",
@@ -983,6 +984,81 @@ SBC_LOSS_LEVEL = 2.5
 SBC_ACCURACY_LEVEL = 0.5
 #: Status of a simulation that could not be fitted (invalid simulated data, non-finite draws).
 SBC_FAILED = "failed"
+#: Default band edges of :meth:`SBCResult.gate_by` on the noise scale ``sigma`` of the log loss.
+SBC_NOISE_BANDS = (0.01, 0.03, 0.08)
+
+
+def gate_by_band(values: Any, status: Any, edges: Sequence[float]) -> pd.DataFrame:
+    """Share of fits that meet the convergence gate within bands of a true value.
+
+    Parameters
+    ----------
+    values
+        One true value per simulation (sim,), e.g. the noise scale ``sigma`` drawn by
+        :func:`sbc`.
+    status
+        One status per simulation (sim,): ``"ok"`` meets the gate; any other status
+        (``"divergences"``, ``"rhat_high"``, ``"ess_low"``, ``"bfmi_low"``, ``"failed"``)
+        misses it.
+    edges
+        Strictly increasing inner band edges: bands ``(-inf, e0)``, ``[e0, e1)``, ...,
+        ``[e_last, inf)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per band: ``band`` (label), ``lower``, ``upper``, ``simulations``, ``met``
+        (fits meeting the gate), ``share`` (``met / simulations``, NaN for an empty band) and
+        one count column per status that missed the gate.
+
+    Examples
+    --------
+    >>> from bayescale.check import gate_by_band
+    >>> t = gate_by_band([0.005, 0.02, 0.2, 0.3], ["rhat_high", "ok", "ok", "divergences"],
+    ...                  [0.01, 0.1])
+    >>> t[["band", "simulations", "met"]].values.tolist()
+    [['< 0.01', 1, 0], ['0.01-0.1', 1, 1], ['>= 0.1', 2, 1]]
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    status = np.asarray(status).astype(str).reshape(-1)
+    if values.shape != status.shape:
+        raise ValueError(
+            f"gate_by_band: {values.size} values but {status.size} statuses (one each per "
+            "simulation)"
+        )
+    if np.isnan(values).any():
+        raise ValueError(f"gate_by_band: value {int(np.argmax(np.isnan(values)))} is NaN")
+    cuts = np.asarray(edges, dtype=np.float64).reshape(-1)
+    if cuts.size == 0 or not np.all(np.isfinite(cuts)) or np.any(np.diff(cuts) <= 0):
+        raise ValueError(
+            f"gate_by_band: edges must be finite and strictly increasing, got {list(edges)}"
+        )
+    bounds = np.concatenate([[-np.inf], cuts, [np.inf]])
+    missed = sorted({s for s in status.tolist() if s != "ok"})
+    rows = []
+    for lower, upper in itertools.pairwise(bounds):
+        inside = (values >= lower) & (values < upper)
+        if lower == -np.inf:
+            label = f"< {upper:g}"
+        elif upper == np.inf:
+            label = f">= {lower:g}"
+        else:
+            label = f"{lower:g}-{upper:g}"
+        n = int(inside.sum())
+        met = int(np.sum(inside & (status == "ok")))
+        row = {
+            "band": label,
+            "lower": lower,
+            "upper": upper,
+            "simulations": n,
+            "met": met,
+            "share": met / n if n else math.nan,
+        }
+        row.update({s: int(np.sum(inside & (status == s))) for s in missed})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 #: Rounds of re-drawing the simulations whose data no fit can take (see :func:`sbc`).
 SBC_MAX_REDRAWS = 20
 #: Statuses reported per simulation, in the order of :data:`bayescale.batch.STATUSES`.
@@ -1408,6 +1484,29 @@ class SBCResult:
         out["all"] = float(np.mean(self.status == "ok"))
         out["retried"] = float(np.mean(self.retried))
         return out
+
+    def gate_by(
+        self, quantity: str = "sigma", edges: Sequence[float] = SBC_NOISE_BANDS
+    ) -> pd.DataFrame:
+        """Share of simulations meeting the convergence gate in bands of the *true* value of a
+        test quantity (:func:`gate_by_band`): where in the prior the sampler struggles.
+
+        The default, the noise scale ``sigma`` in bands < 0.01, 0.01-0.03, 0.03-0.08 and
+        >= 0.08, shows that the broken power laws miss the gate mostly on precise data (README,
+        "Can I trust the forecast?").
+
+        Examples
+        --------
+        >>> from bayescale import check
+        >>> res = check.sbc("power_n", num_simulations=20)  # doctest: +SKIP
+        >>> res.gate_by("sigma")[["band", "simulations", "share"]]  # doctest: +SKIP
+        """
+        if quantity not in self.truth:
+            raise ValueError(
+                f"gate_by: no true values of {quantity!r}; the quantities of this SBC are "
+                f"{', '.join(self.truth)}"
+            )
+        return gate_by_band(self.truth[quantity], self.status, edges)
 
     def status_counts(self) -> dict[str, int]:
         """How many simulations ended in each status."""

@@ -37,6 +37,7 @@ Usage::
 
     python benchmarks/sbc.py [--quick] [--laws power_n chinchilla] [--num-simulations 200]
                              [--backtests] [--json PATH] [--resume]
+    python benchmarks/sbc.py --by-noise [--laws ...]   # gate by true noise sd, no fitting
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def _record(result) -> dict:
     }
     table = result.table()
     worst = table.loc[table["p_value"].idxmin()]
+    bands = result.gate_by("sigma")
+    out["gate_by_sigma"] = bands[["band", "simulations", "met"]].to_dict(orient="records")
     out["min_p"] = float(worst["p_value"])
     out["min_p_quantity"] = str(worst["quantity"])
     out["cov50_mean"] = float(table["cov50"].mean())
@@ -234,6 +237,43 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
+def noise_bands(key: str, r: dict) -> list[dict]:
+    """Gate per band of the true noise scale (:meth:`bayescale.check.SBCResult.gate_by`) of a
+    stored law: from the record, or, for records written before it was stored, from the
+    statuses and the noise scales re-simulated from the record's seed (the simulations are
+    deterministic in it)."""
+    if "gate_by_sigma" in r:
+        return r["gate_by_sigma"]
+    from bayescale import check, laws
+
+    law, likelihood = _law_and_likelihood(key)
+    settings = r["settings"]
+    sim = check._sbc_simulate(
+        laws.get(law),
+        None,
+        r["num_simulations"],
+        likelihood=likelihood.partition(":")[0],
+        noise_scale=r["noise_scale"],
+        seed=settings["seed"],
+        priors=None,
+        df=settings.get("df", 4.0),
+        trials=settings.get("trials"),
+    )
+    bands = check.gate_by_band(sim["truth"]["sigma"], r["status"], check.SBC_NOISE_BANDS)
+    return bands[["band", "simulations", "met"]].to_dict(orient="records")
+
+
+def noise_markdown(rows: dict) -> str:
+    """Markdown table: per law, fits missing the gate / simulations in each noise band."""
+    bands = [b["band"] for b in next(iter(rows.values()))["bands"]] if rows else []
+    head = "| law | gate ok | " + " | ".join(f"sigma {b}" for b in bands) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, r in rows.items():
+        cells = [f"{b['simulations'] - b['met']} / {b['simulations']}" for b in r["bands"]]
+        lines.append(f"| {key} | {_pct(r['gate'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 #: Items per evaluation of the binomial SBC (``LAW/binomial``; ``LAW/binomial:N`` for N).
 BINOMIAL_TRIALS = 500
 
@@ -282,6 +322,12 @@ def main(argv=None) -> int:
     ap.add_argument("--backtests", action="store_true", help="gate of synthetic backtest fits")
     ap.add_argument("--backtest-curves", type=int, help="synthetic curves per law (200; quick 20)")
     ap.add_argument("--detail", action="store_true", help="print the per-quantity tables")
+    ap.add_argument(
+        "--by-noise",
+        action="store_true",
+        help="fit nothing: print, for the laws stored in --json, how many fits missed the gate "
+        "in each band of the true noise scale sigma",
+    )
     args = ap.parse_args(argv)
     out_path = args.json or (None if args.quick else DEFAULT_JSON)
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -291,6 +337,20 @@ def main(argv=None) -> int:
     import bayescale as bs
     from bayescale import check
 
+    if args.by_noise:
+        path = args.json or DEFAULT_JSON
+        stored = json.loads(path.read_text())["laws"]
+        missing = [k for k in args.laws or () if k not in stored]
+        if missing:
+            raise SystemExit(f"--by-noise: {', '.join(missing)} not in {path}")
+        rows = {
+            key: {"gate": r["gate"]["all"], "bands": noise_bands(key, r)}
+            for key, r in stored.items()
+            if not args.laws or key in args.laws
+        }
+        print(f"## Fits missing the gate / simulations, by true noise sd ({path.name})\n")
+        print(noise_markdown(rows))
+        return 0
     keys = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())
     if not args.laws and not args.quick:
         keys = [*keys, "sigmoid_c/beta", "sigmoid_c/binomial"]

@@ -416,3 +416,80 @@ def test_every_law_at_200_simulations(law):
     assert (table["p_value"] >= 0.001).all(), table
     assert table["cov90"].between(*coverage_band(200)).all(), table
     assert 0.85 <= table["cov90"].mean() <= 0.95, table
+
+
+def test_gate_by_band_counts_and_errors():
+    """Bands are half-open [lower, upper); every simulation lands in exactly one; the miss
+    columns count each status; bad input is refused with a message naming it."""
+    values = [0.001, 0.01, 0.02, 0.0299, 0.03, 0.5, 7.0]
+    status = ["rhat_high", "ok", "divergences", "ok", "ok", "ess_low", "ok"]
+    t = check.gate_by_band(values, status, [0.01, 0.03])
+    assert t["band"].tolist() == ["< 0.01", "0.01-0.03", ">= 0.03"]
+    assert t["simulations"].tolist() == [1, 3, 3]
+    assert t["met"].tolist() == [0, 2, 2]
+    np.testing.assert_allclose(t["share"], [0.0, 2 / 3, 2 / 3])
+    assert t["divergences"].tolist() == [0, 1, 0]
+    assert t["rhat_high"].tolist() == [1, 0, 0]
+    assert t["ess_low"].tolist() == [0, 0, 1]
+    empty = check.gate_by_band([1.0], ["ok"], [0.5, 0.7])
+    assert np.isnan(empty["share"].iloc[1]) and empty["simulations"].tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        check.gate_by_band(values, status, [0.03, 0.01])
+    with pytest.raises(ValueError, match="7 values but 6 statuses"):
+        check.gate_by_band(values, status[:6], [0.01])
+    with pytest.raises(ValueError, match="value 2 is NaN"):
+        check.gate_by_band([0.1, 0.2, np.nan], ["ok"] * 3, [0.01])
+
+
+def test_gate_by_noise_band_of_an_sbc(power_sbc):
+    """SBCResult.gate_by bands the true noise scales of the simulations: its counts agree with
+    a direct count from the truths and statuses, and an unknown quantity is refused."""
+    r = power_sbc
+    t = r.gate_by()
+    sigma = r.truth["sigma"]
+    band = np.searchsorted(np.asarray(check.SBC_NOISE_BANDS), sigma, side="right")
+    assert t["simulations"].tolist() == np.bincount(band, minlength=4).tolist()
+    ok = r.status == "ok"
+    assert t["met"].tolist() == np.bincount(band[ok], minlength=4).tolist()
+    assert t["simulations"].sum() == NUM_CI and t["met"].sum() == ok.sum()
+    missed = [
+        s for s in t.columns if s not in ("band", "lower", "upper", "simulations", "met", "share")
+    ]
+    assert t[missed].to_numpy().sum() == (~ok).sum()
+    alpha = r.gate_by("alpha", [0.3, 0.6])
+    assert alpha["simulations"].sum() == NUM_CI
+    with pytest.raises(ValueError, match=r"no true values of 'beta'.*alpha"):
+        r.gate_by("beta")
+
+
+def test_benchmark_stores_and_prints_gate_by_noise(power_sbc, tmp_path, capsys, monkeypatch):
+    """benchmarks/sbc.py stores the gate per noise band, re-simulates the noise scales of
+    older records (without the bands) from their seed to the same table, and --by-noise
+    prints it without fitting."""
+    import importlib.util
+    from pathlib import Path
+
+    # main() forces several host devices through XLA_FLAGS unless it is set: keep this
+    # process's environment (inherited by the CLI tests' subprocesses) as it was
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sbc.py"
+    spec = importlib.util.spec_from_file_location("bench_sbc", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    record = bench._record(power_sbc)
+    stored = record["gate_by_sigma"]
+    expected = power_sbc.gate_by()
+    assert [b["simulations"] for b in stored] == expected["simulations"].tolist()
+    assert [b["met"] for b in stored] == expected["met"].tolist()
+    older = {k: v for k, v in record.items() if k != "gate_by_sigma"}
+    assert bench.noise_bands("power_n", older) == stored
+    out = tmp_path / "sbc.json"
+    out.write_text(json.dumps({"meta": {}, "laws": {"power_n": older}}))
+    assert bench.main(["--by-noise", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("| power_n |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:] == [f"{b['simulations'] - b['met']} / {b['simulations']}" for b in stored]
+    with pytest.raises(SystemExit, match="chinchilla not in"):
+        bench.main(["--by-noise", "--json", str(out), "--laws", "chinchilla"])
