@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -988,7 +989,7 @@ SBC_FAILED = "failed"
 SBC_NOISE_BANDS = (0.01, 0.03, 0.08)
 
 
-def gate_by_band(values: Any, status: Any, edges: Sequence[float]) -> pd.DataFrame:
+def gate_by_band(values: ArrayLike, status: ArrayLike, edges: Sequence[float]) -> pd.DataFrame:
     """Share of fits that meet the convergence gate within bands of a true value.
 
     Parameters
@@ -1026,8 +1027,9 @@ def gate_by_band(values: Any, status: Any, edges: Sequence[float]) -> pd.DataFra
             f"gate_by_band: {values.size} values but {status.size} statuses (one each per "
             "simulation)"
         )
-    if np.isnan(values).any():
-        raise ValueError(f"gate_by_band: value {int(np.argmax(np.isnan(values)))} is NaN")
+    if not np.all(np.isfinite(values)):
+        bad = int(np.argmax(~np.isfinite(values)))
+        raise ValueError(f"gate_by_band: value {bad} is {values[bad]} (values must be finite)")
     cuts = np.asarray(edges, dtype=np.float64).reshape(-1)
     if cuts.size == 0 or not np.all(np.isfinite(cuts)) or np.any(np.diff(cuts) <= 0):
         raise ValueError(
@@ -1488,12 +1490,31 @@ class SBCResult:
     def gate_by(
         self, quantity: str = "sigma", edges: Sequence[float] = SBC_NOISE_BANDS
     ) -> pd.DataFrame:
-        """Share of simulations meeting the convergence gate in bands of the *true* value of a
-        test quantity (:func:`gate_by_band`): where in the prior the sampler struggles.
+        """Share of simulations meeting the convergence gate per band of a true value.
 
-        The default, the noise scale ``sigma`` in bands < 0.01, 0.01-0.03, 0.03-0.08 and
-        >= 0.08, shows that the broken power laws miss the gate mostly on precise data (README,
-        "Can I trust the forecast?").
+        Shows where in the prior the sampler struggles. The default, the noise scale
+        ``sigma`` in bands < 0.01, 0.01-0.03, 0.03-0.08 and >= 0.08, shows that the broken
+        power laws miss the gate mostly on precise data (README, "Can I trust the forecast?").
+
+        Parameters
+        ----------
+        quantity
+            A test quantity with true values (:attr:`truth`): a sampled parameter or a noise
+            site, ``log_lik`` or ``loss_10x``.
+        edges
+            Strictly increasing inner band edges (see :func:`gate_by_band`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per band (:func:`gate_by_band`): ``band``, ``lower``, ``upper``,
+            ``simulations``, ``met``, ``share`` and a count per status that missed the gate.
+
+        Raises
+        ------
+        ValueError
+            For a quantity without true values (the message lists those that have them) or
+            bad edges.
 
         Examples
         --------

@@ -259,6 +259,15 @@ def noise_bands(key: str, r: dict) -> list[dict]:
         df=settings.get("df", 4.0),
         trials=settings.get("trials"),
     )
+    stored_ref = r.get("ref", {})
+    drift = {k: v for k, v in stored_ref.items() if abs(float(sim["ref"][k]) - v) > 1e-9}
+    if drift or sim["redrawn"] != settings.get("redrawn", sim["redrawn"]):
+        raise SystemExit(
+            f"--by-noise: re-simulating {key} does not reproduce its record (reference point "
+            f"{dict(sim['ref'])} against {stored_ref}, {sim['redrawn']} re-drawn simulations "
+            f"against {settings.get('redrawn')}): the simulator or the priors changed since "
+            "it was written; run its SBC again"
+        )
     bands = check.gate_by_band(sim["truth"]["sigma"], r["status"], check.SBC_NOISE_BANDS)
     return bands[["band", "simulations", "met"]].to_dict(orient="records")
 
@@ -348,7 +357,11 @@ def main(argv=None) -> int:
             for key, r in stored.items()
             if not args.laws or key in args.laws
         }
-        print(f"## Fits missing the gate / simulations, by true noise sd ({path.name})\n")
+        print(
+            f"## Fits missing the gate / simulations, by the true noise scale sigma "
+            f"({path.name}; the sd of the log loss, for the beta and binomial likelihoods "
+            "the sd of an accuracy at 50%)\n"
+        )
         print(noise_markdown(rows))
         return 0
     keys = args.laws or (list(QUICK_LAWS) if args.quick else bs.laws.available())

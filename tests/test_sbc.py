@@ -437,8 +437,10 @@ def test_gate_by_band_counts_and_errors():
         check.gate_by_band(values, status, [0.03, 0.01])
     with pytest.raises(ValueError, match="7 values but 6 statuses"):
         check.gate_by_band(values, status[:6], [0.01])
-    with pytest.raises(ValueError, match="value 2 is NaN"):
+    with pytest.raises(ValueError, match="value 2 is nan"):
         check.gate_by_band([0.1, 0.2, np.nan], ["ok"] * 3, [0.01])
+    with pytest.raises(ValueError, match="value 0 is inf"):
+        check.gate_by_band([np.inf, 0.2], ["ok"] * 2, [0.01])
 
 
 def test_gate_by_noise_band_of_an_sbc(power_sbc):
@@ -493,3 +495,6 @@ def test_benchmark_stores_and_prints_gate_by_noise(power_sbc, tmp_path, capsys, 
     assert cells[2:] == [f"{b['simulations'] - b['met']} / {b['simulations']}" for b in stored]
     with pytest.raises(SystemExit, match="chinchilla not in"):
         bench.main(["--by-noise", "--json", str(out), "--laws", "chinchilla"])
+    moved = {**older, "ref": {**older["ref"], "loss": older["ref"]["loss"] + 0.1}}
+    with pytest.raises(SystemExit, match="re-simulating power_n does not reproduce"):
+        bench.noise_bands("power_n", moved)
