@@ -127,8 +127,7 @@ def _record(result) -> dict:
     }
     table = result.table()
     worst = table.loc[table["p_value"].idxmin()]
-    bands = result.gate_by("sigma")
-    out["gate_by_sigma"] = bands[["band", "simulations", "met"]].to_dict(orient="records")
+    out["gate_by_sigma"] = _band_records(result.gate_by("sigma"))
     out["min_p"] = float(worst["p_value"])
     out["min_p_quantity"] = str(worst["quantity"])
     out["cov50_mean"] = float(table["cov50"].mean())
@@ -237,6 +236,11 @@ def detail(law: str, r: dict) -> str:
     return "\n".join(lines)
 
 
+def _band_records(bands) -> list[dict]:
+    """The stored part of a :func:`bayescale.check.gate_by_band` table: label and counts."""
+    return bands[["band", "simulations", "met"]].to_dict(orient="records")
+
+
 def noise_bands(key: str, r: dict) -> list[dict]:
     """Gate per band of the true noise scale (:meth:`bayescale.check.SBCResult.gate_by`) of a
     stored law: from the record, or, for records written before it was stored, from the
@@ -268,8 +272,9 @@ def noise_bands(key: str, r: dict) -> list[dict]:
             f"against {settings.get('redrawn')}): the simulator or the priors changed since "
             "it was written; run its SBC again"
         )
-    bands = check.gate_by_band(sim["truth"]["sigma"], r["status"], check.SBC_NOISE_BANDS)
-    return bands[["band", "simulations", "met"]].to_dict(orient="records")
+    return _band_records(
+        check.gate_by_band(sim["truth"]["sigma"], r["status"], check.SBC_NOISE_BANDS)
+    )
 
 
 def noise_markdown(rows: dict) -> str:
