@@ -41,13 +41,13 @@ def _reducible_slope(law, params, lx, ref):
     return -np.asarray(grad(params, lx))
 
 
-@pytest.mark.parametrize("name", ["edge", "ratio"])
+@pytest.mark.parametrize("name", ["edge", "ratio", "edge_normal", "ratio_normal"])
 def test_edge_slopes_are_the_slopes_at_the_data_edges(mod, name):
     law = mod.variant(name)
     ref, draws = _prior_draws(law)
     left = _reducible_slope(law, draws, -mod.H, ref)
     np.testing.assert_allclose(left, np.asarray(draws["slope_lo"]), rtol=1e-9)
-    if name == "edge":
+    if name.startswith("edge"):
         right = _reducible_slope(law, draws, mod.H, ref)
         np.testing.assert_allclose(right, np.asarray(draws["slope_hi"]), rtol=1e-9)
 
@@ -69,3 +69,48 @@ def test_bounded_break_stays_between_the_edges(mod):
     _, draws = _prior_draws(law, num=2000)
     loc = np.asarray(draws["loc_1"])
     assert np.all(np.abs(loc) < mod.H) and loc.std() > 0.3 * mod.H
+
+
+@pytest.mark.parametrize("name", ["edge_normal", "ratio_normal"])
+def test_normal_variants_keep_the_shipped_break_prior(mod, name):
+    from bayescale.laws import bnsl_1
+
+    law = mod.variant(name)
+    assert law.name == f"bnsl_1_{name}"
+    shipped = {p.name: p for p in bnsl_1.parameters}["loc_1"]
+    ours = {p.name: p for p in law.parameters}["loc_1"]
+    assert ours is shipped
+    # the shipped prior is unbounded: Normal(0, 1.15), so about 0.27% of draws fall beyond the
+    # data's edges (|loc| > H = 3.45 nats, 3 sd), where the bounded variants never go
+    _, draws = _prior_draws(law, num=20000, seed=1)
+    loc = np.asarray(draws["loc_1"])
+    assert abs(loc.std() - 3.0 * np.log(10.0) / 6.0) < 0.03  # MC sd of the sd: 0.006
+    assert 20 <= np.sum(np.abs(loc) > mod.H) <= 90  # expected 54, Poisson sd 7
+    if name == "edge_normal":
+        a0, a1 = (np.asarray(a) for a in mod._asymptotes_edge(draws))
+        # README: 1.7% of prior draws have a negative asymptotic slope (MC sd 0.09 points)
+        assert 0.012 < np.mean((a0 < 0) | (a1 < 0)) < 0.022
+
+
+def test_shipped_baseline_is_the_library_law(mod):
+    from bayescale.laws import bnsl_1
+
+    assert mod.variant("shipped") is bnsl_1
+    assert set(mod.VARIANTS) == {
+        "bounded",
+        "edge",
+        "ratio",
+        "edge_normal",
+        "ratio_normal",
+        "shipped",
+    }
+    with pytest.raises(ValueError, match="unknown variant 'kinked'"):
+        mod.variant("kinked")
+
+
+def test_sigma_scale_must_be_positive(mod, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["bnsl_variants.py", "edge_normal", "--sigma-scale", "0"])
+    with pytest.raises(SystemExit) as exc:
+        mod.main()
+    assert exc.value.code == 2
+    assert "--sigma-scale must be > 0, got 0.0" in capsys.readouterr().err
