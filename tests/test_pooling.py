@@ -26,13 +26,15 @@ from bayescale.infer.pooled import MOMENT_DRAWS, PooledSpec, population_moments
 from bayescale.model import build_model
 from bayescale.pooling import PooledBatchFit, PoolingError, synthetic_family
 
-#: 4 chains x (500 + 500) at target acceptance 0.95: bulk ESS of the population and of every
-#: curve's parameters above 200 on these families; no automatic re-fit (it would double the
-#: module's runtime).
+#: 4 chains x (500 + 500) at target acceptance 0.99, the pooled re-fit's setting
+#: (``RETRY_TARGET_ACCEPT``), without the automatic re-fit (it would double the module's
+#: runtime). At 0.95 the joint run of ``family`` diverged on one CPU and not on another (83 and
+#: 120 divergent draws under two seeds on an AMD EPYC, population bulk ESS 79-102); at 0.99 it
+#: had none there (population bulk ESS 287 and 419, R-hat <= 1.007) at the same cost.
 SETTINGS = {
     "num_warmup": 500,
     "num_samples": 500,
-    "target_accept_prob": 0.95,
+    "target_accept_prob": 0.99,
     "retry": False,
     "progress": False,
 }
@@ -160,10 +162,13 @@ def test_reference_dependent_shares_use_one_reference():
 # ----------------------------------------------------------------------------- the fits
 def _scores(batch, truth):
     """Error of the median forecast at 10x the largest N (mean |log|), and coverage of the
-    90% intervals of the mean loss there and of alpha, for the 12 synthetic curves."""
+    90% intervals of the mean loss there and of alpha, for the 12 synthetic curves.
+
+    Every curve's forecast is scored, also one that ``predict`` would refuse: an independent
+    fit of five points can fail the gate badly (the pooled fit's gate is tested below)."""
     ids = list(truth.index)
     target = 10.0 * truth["N_max"].to_numpy()
-    pred = batch.predict(N=target).set_index("curve")
+    pred = batch.predict(N=target, allow_unconverged=True).set_index("curve")
     n = len(ids)
     med = np.array([pred.loc[c, "loss_median"].to_numpy()[i] for i, c in enumerate(ids)])
     lo = np.array([pred.loc[c, "loss_lower"].to_numpy()[i] for i, c in enumerate(ids)])
@@ -310,7 +315,7 @@ def test_a_population_that_fails_badly_refuses_every_curve(pooled):
     bad = dataclasses.replace(pooled, population_draws=pop, status=status)
     fitted = pooled.fitted
     assert not pooled.fails_badly.any()
-    assert (bad.status[fitted] != "ok").all()  # (this fixture's joint run has divergences)
+    assert (bad.status[fitted] != "ok").all()
     assert bad.fails_badly[fitted].all() and not bad.fails_badly[~fitted].any()
     conv = bad.convergence("fam_03")
     assert conv.worst_rhat == "mu_alpha" and conv.max_rhat > 1.05
