@@ -19,6 +19,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from numpyro.distributions import Normal
 from scipy import stats
 
@@ -468,17 +469,11 @@ def test_benchmark_stores_and_prints_gate_by_noise(power_sbc, tmp_path, capsys, 
     """benchmarks/sbc.py stores the gate per noise band, re-simulates the noise scales of
     older records (without the bands) from their seed to the same table, and --by-noise
     prints it without fitting."""
-    import importlib.util
-    from pathlib import Path
-
     # main() forces several host devices through XLA_FLAGS unless it is set: keep this
     # process's environment (inherited by the CLI tests' subprocesses) as it was
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sbc.py"
-    spec = importlib.util.spec_from_file_location("bench_sbc", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("sbc")
     record = bench._record(power_sbc)
     stored = record["gate_by_sigma"]
     expected = power_sbc.gate_by()
