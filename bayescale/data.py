@@ -341,8 +341,8 @@ class ScalingData:
                 )
         if len(self) <= num_params:
             raise DataError(
-                f"{where}fewer points than parameters: law {law!r} has {num_params} parameters "
-                f"but the data has {len(self)} points; it needs at least {num_params + 1}",
+                f"{where}too few points: law {law!r} has {num_params} parameters to fit but "
+                f"the data has {len(self)} points; it needs at least {num_params + 1}",
                 value=len(self),
             )
         for name in inputs:

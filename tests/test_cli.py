@@ -399,7 +399,7 @@ def test_data_warnings_are_one_line_each(bad_inputs):
     result = run_cli(["fit", bad_inputs["dup"]])
     warning, error = result.err.strip().splitlines()
     assert warning.startswith("bayescale: warning: 1 duplicated row")
-    assert error.startswith("bayescale: error: fewer points than parameters")
+    assert error.startswith("bayescale: error: too few points")
     assert result.rc == 2
 
 
@@ -627,7 +627,7 @@ def test_fit_many_exits_2_when_no_curve_can_be_fitted(tmp_path, fake_sampler):
     nan_at = "curve 'a': column 'loss', row 1 (CSV line 3): value nan is not a finite number"
     assert nan_at in line
     assert "curve 'b': column 'loss', row 6 (CSV line 8): value -1.0 must be > 0" in line
-    assert "curve 'c': fewer points than parameters" in line
+    assert "curve 'c': too few points" in line
     assert "status: invalid_input 3" in result.out
     assert not (tmp_path / "f.csv").exists()
 
@@ -645,9 +645,9 @@ def test_fit_with_curves_skips_a_curve_it_cannot_fit(fitted, tmp_path, monkeypat
     argv = ["fit", path, "--curve", "run_set", "--predict", "N=1e9,D=2e10"]
     result = run_cli([*argv, "--csv", tmp_path / "f.csv"])
     line = _error_line(result, after_fit=True)
-    assert "skipped 1 of 3 curves ('few')" in line and "fewer points than parameters" in line
+    assert "skipped 1 of 3 curves ('few')" in line and "too few points" in line
     warned = [w for w in result.err.splitlines() if w.startswith("bayescale: warning: skipping")]
-    assert len(warned) == 1 and "curve 'few': fewer points than parameters" in warned[0]
+    assert len(warned) == 1 and "curve 'few': too few points" in warned[0]
     assert list(pd.read_csv(tmp_path / "f.csv")["curve"]) == ["s1", "s2"]
     assert "=== curve 's2' ===" in result.out
 
