@@ -465,12 +465,13 @@ def test_bnsl_2_recovers_known_parameters():
 
 # ----------------------------------------------------------------------------- real data
 def test_gadre_overtraining_and_error_forecasts_cover_large_runs(shared):
-    """Fit L(N, M) to the 30 runs of the four small RedPajama models (10M-412M parameters,
+    """Fit L(N, M) to the 32 runs of the four small RedPajama models (10M-412M parameters,
     M = 5..640) and the error link to the same runs; the 90% predictive intervals must cover
     the three held-out large runs (1.4B at M = 20 and 640, 6.9B at M = 20), as Gadre et al.'s
     point forecasts land within 0.7%."""
     r = _gadre_rpj()
     small, big = r[r["model"].isin(SMALL)], r[r["model"].isin(BIG)]
+    assert (len(small), len(big)) == (32, 3)
     data = bs.from_dataframe(small, N="N", D="D", C=None, loss="loss_c4_val")
     fit = bs.fit(data, law=overtraining, rng_key=0, retry=False, **FAST)
     assert fit.converged
