@@ -382,7 +382,7 @@ def bad_inputs(tmp_path, synthetic_csv) -> dict[str, Path]:
         # student_t learns its degrees of freedom: 5 parameters, caught before sampling
         (
             ["fit", "{five}", "--law", "power_n", "--likelihood", "student_t"],
-            r"law 'power_n' has 5 parameters but the data has 5 points",
+            r"law 'power_n' has 5 parameters to fit but the data has 5 points",
         ),
         (["optimal", "{missing_nc}", "--compute", "1e22"], r"no such file"),
         (["optimal", "{good}", "--compute", "0"], r"--compute '0': value '0' must be > 0"),

@@ -13,7 +13,7 @@ The properties:
 * ``bs.from_dataframe`` / ``bs.read_csv`` raise ``DataError`` exactly when the oracle says the
   table is bad, emit exactly the documented warnings otherwise, and never raise anything else;
 * an accepted table holds only finite, positive values (no NaN can reach a posterior);
-* ``bs.fit(..., law="chinchilla")`` on a table that cannot support the law (missing D, fewer
+* ``bs.fit(..., law="chinchilla")`` on a table that cannot support the law (missing D, no more
   points than parameters, fewer than 3 distinct N or D) raises ``DataError`` before any
   sampling (the sampler is replaced by a tripwire; tables the law can fit are not fitted);
 * ``bayescale fit FILE`` on a bad CSV exits with status 2 and exactly one stderr line;

@@ -227,7 +227,7 @@ def test_bad_arguments():
         sbc("power_n", fit_kwargs={"trials": 100})
     with pytest.raises(ValueError, match="not in fit_kwargs"):
         sbc("power_n", fit_kwargs={"rng_key": 3})
-    with pytest.raises(bs.DataError, match="fewer points"):
+    with pytest.raises(bs.DataError, match="too few points"):
         sbc(
             "chinchilla",
             design=bs.from_arrays(N=[1e8, 1e9, 1e10], D=[1e9, 1e10, 1e11], loss=[3, 2, 1]),
