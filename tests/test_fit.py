@@ -377,3 +377,51 @@ def test_diagnose_takes_the_e_bfmi_and_depth_hits_of_unthinned_transitions():
     )
     assert kept.min_bfmi == 0.2 and kept.status == "bfmi_low"
     assert kept.depth_hits == 0.25 and kept.max_tree_depth == 8
+
+
+def test_one_loop_of_warm_up_and_draws_is_the_chain_numpyro_steps():
+    """``run_kernel`` runs warm-up and draws in one loop (the NUTS kernel is compiled once).
+    It must give exactly the chain of NumPyro's kernel called once per iteration: the same
+    draws, statistics, final step size, and the warm-up's divergences and leapfrog steps."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import hmc
+
+    from bayescale.infer.nuts import draw_record, run_kernel
+
+    # a correlated, skewed 2-D target with a funnel-ish corner, so some warm-up steps diverge
+    def pe(u):
+        x, y = u["x"], u["y"]
+        return 0.5 * (x / 3.0) ** 2 + 0.5 * (y - 0.8 * x) ** 2 * jnp.exp(-x) + 0.5 * x
+
+    init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+    num_warmup, num_samples = 150, 60
+
+    def start():
+        return init_kernel(
+            {"x": jnp.asarray(2.5), "y": jnp.asarray(-4.0)},
+            num_warmup,
+            dense_mass=True,
+            max_tree_depth=6,
+            rng_key=jax.random.PRNGKey(3),
+        )
+
+    _, got = jax.jit(lambda: run_kernel(sample_kernel, start(), num_warmup, num_samples))()
+    step = jax.jit(sample_kernel)
+    state, records, warm_div, warm_steps = start(), [], 0, 0
+    for i in range(num_warmup + num_samples):
+        state = step(state)
+        if i < num_warmup:
+            warm_div += int(state.diverging)
+            warm_steps += int(state.num_steps)
+        else:
+            records.append(jax.tree_util.tree_map(np.asarray, draw_record(state)))
+    want = jax.tree_util.tree_map(lambda *r: np.stack(r), *records)
+    assert got["z"]["x"].shape == (num_samples,)
+    for key in ("diverging", "num_steps", "energy", "accept_prob", "potential_energy"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, err_msg=key)
+    for site in ("x", "y"):
+        np.testing.assert_allclose(got["z"][site], want["z"][site], rtol=1e-12)
+    np.testing.assert_allclose(got["step_size"], state.adapt_state.step_size, rtol=1e-12)
+    assert (int(got["warmup_divergences"]), int(got["warmup_num_steps"])) == (warm_div, warm_steps)
+    assert warm_steps > num_warmup and warm_div > 0, (warm_steps, warm_div)  # real sums

@@ -127,21 +127,51 @@ def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_a
         regularize_mass_matrix=config.regularize_mass,
     )
 
-    def warm(state, _):
-        state = sample_kernel(state)
-        return state, (state.diverging, state.num_steps)
-
-    state, (warm_div, warm_steps) = lax.scan(warm, state, None, length=config.num_warmup)
-
-    def draw(state, _):
-        state = sample_kernel(state)
-        return state, draw_record(state)
-
-    state, draws = lax.scan(draw, state, None, length=config.num_samples)
-    draws["step_size"] = state.adapt_state.step_size
-    draws["warmup_num_steps"] = jnp.sum(warm_steps)
-    draws["warmup_divergences"] = jnp.sum(warm_div)
+    state, draws = run_kernel(sample_kernel, state, config.num_warmup, config.num_samples)
     return draws
+
+
+def run_kernel(sample_kernel, state, num_warmup: int, num_samples: int, tick=None):
+    """Warm-up and draws of one chain in a single loop (shared by every sampler program).
+
+    NumPyro's ``sample_kernel`` adapts while ``state.i < num_warmup`` and then stops, so one
+    loop over ``num_warmup + num_samples`` iterations runs the same chain as a warm-up scan
+    followed by a draw scan. It traces and compiles the NUTS kernel (tree building, energy,
+    adaptation) once instead of twice. The draws are written into preallocated buffers and the
+    warm-up's divergences and leapfrog steps summed in the carry, so nothing of the warm-up is
+    stored. ``tick(i)`` (optional) runs after iteration ``i`` (progress reports).
+
+    Returns the final state and the draws: :func:`draw_record` fields with a leading
+    ``num_samples`` axis, plus ``step_size``, ``warmup_num_steps`` and
+    ``warmup_divergences``.
+    """
+    record = jax.eval_shape(draw_record, state)
+    buffers = jax.tree_util.tree_map(lambda a: jnp.zeros((num_samples, *a.shape), a.dtype), record)
+    zero = jnp.zeros((), jax.dtypes.canonicalize_dtype(jnp.int_))
+
+    def body(i, carry):
+        state, buffers, warm_div, warm_steps = carry
+        state = sample_kernel(state)
+        if tick is not None:
+            tick(i)
+        warming = i < num_warmup
+        warm_div = warm_div + (warming & state.diverging)
+        warm_steps = warm_steps + jnp.where(warming, state.num_steps, 0)
+        # warm-up iterations write slot 0, which the first draw then overwrites: an in-place
+        # update either way, never a copy of the buffers
+        j = jnp.maximum(i - num_warmup, 0)
+        buffers = jax.tree_util.tree_map(
+            lambda b, v: lax.dynamic_update_index_in_dim(b, v, j, 0), buffers, draw_record(state)
+        )
+        return state, buffers, warm_div, warm_steps
+
+    state, draws, warm_div, warm_steps = lax.fori_loop(
+        0, num_warmup + num_samples, body, (state, buffers, zero, zero)
+    )
+    draws["step_size"] = state.adapt_state.step_size
+    draws["warmup_num_steps"] = warm_steps
+    draws["warmup_divergences"] = warm_div
+    return state, draws
 
 
 def _make_runner(spec: ModelSpec, config: SamplerConfig):

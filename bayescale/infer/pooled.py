@@ -56,7 +56,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
 
 from ..model import ModelSpec
-from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, draw_record
+from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, run_kernel
 
 __all__ = ["PooledSpec", "num_compiled", "population_moments", "run_pooled", "transform_name"]
 
@@ -304,7 +304,6 @@ class _Layout:
 
 
 def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
-    total = config.num_warmup + config.num_samples
     layout = _Layout(spec)
     dense = layout.dense_blocks(num) if mass == "block" else False
 
@@ -331,22 +330,13 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
             regularize_mass_matrix=config.regularize_mass,
         )
 
-        def warm(carry, i):
-            state = sample_kernel(carry)
-            tick(chain, i)
-            return state, (state.diverging, state.num_steps)
-
-        state, (warm_div, warm_steps) = lax.scan(warm, state, jnp.arange(config.num_warmup))
-
-        def draw(carry, i):
-            state = sample_kernel(carry)
-            tick(chain, i)
-            return state, draw_record(state)
-
-        state, draws = lax.scan(draw, state, jnp.arange(config.num_warmup, total))
-        draws["step_size"] = state.adapt_state.step_size
-        draws["warmup_num_steps"] = jnp.sum(warm_steps)
-        draws["warmup_divergences"] = jnp.sum(warm_div)
+        _, draws = run_kernel(
+            sample_kernel,
+            state,
+            config.num_warmup,
+            config.num_samples,
+            tick=lambda i: tick(chain, i),
+        )
         return draws
 
     def run(rng_key, target, log_x, ref, log_loss, mask):
