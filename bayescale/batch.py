@@ -482,7 +482,7 @@ def retry_config(config: SamplerConfig, *, mixing_only: bool = False) -> Sampler
     take more than the first pass's 31 leapfrog steps to cross (module docstring of
     :mod:`bayescale.infer.batch`), and the re-fit chunk holds only failing curves, so no
     well-behaved lane waits for them. Measured on the SBC designs (benchmarks/sbc.py), see
-    the README section "Can I trust the forecast?".
+    docs/convergence.md.
     """
     return SamplerConfig(
         **{

@@ -2,7 +2,7 @@
 
 The shipped ``bnsl_1`` samples the slope of each segment (``alpha_0``, ``alpha_1``) and a break
 location ``loc_1 ~ Normal(0, 1.15)`` around the data's centre (Normal(0, 2.3) when the first
-three variants were measured; README, "Can I trust the forecast?"). This script measures, with
+three variants were measured; docs/convergence.md). This script measures, with
 :func:`bayescale.check.sbc` on the default ``bnsl_1`` design (40 points over three decades,
 half-span ``H`` = 3.45 nats), these alternatives:
 

@@ -13,7 +13,7 @@ and at the reference point (``N_ref``, ``D_ref``, the data's geometric means) th
 which under the shipped priors swings by hundreds of nats when ``alpha`` is small: most prior
 draws put every design point in the excess-parameter regime (``N_opt(U) << N``) or none, and in
 two of the four re-fitted SBC simulations that kept divergent draws these lie at alpha 0.013-0.076,
-where this ratio swings by tens to hundreds of nats (README, "Can I trust the forecast?"). The
+where this ratio swings by tens to hundreds of nats (docs/convergence.md). The
 ``opt`` variant samples ``log_opt = log N_opt(D_ref) - log N_ref ~ Normal(0, sd)`` (the data
 were taken near the compute-optimal size; sd 2.3 puts it within a factor 44 at 90%) and derives
 ``split = sigmoid(alpha log_opt + log(beta / alpha))``. Each simulation is drawn from the

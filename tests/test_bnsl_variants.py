@@ -1,6 +1,6 @@
-"""The reparametrisations of benchmarks/bnsl_variants.py mean what the README says they mean.
+"""The reparametrisations of benchmarks/bnsl_variants.py mean what docs/convergence.md says.
 
-The script's SBC figures (README, "Can I trust the forecast?") are only worth something if its
+The script's SBC figures (docs/convergence.md) are only worth something if its
 laws are the 1-break BNSL in other coordinates: the sampled edge slopes must be the local
 log-log slopes of the reducible loss at the data's edges, and the ``ratio`` form must keep both
 asymptotic slopes positive. Checked on prior draws against the slope of the shipped formula,
@@ -88,7 +88,7 @@ def test_normal_variants_keep_the_shipped_break_prior(mod, name):
     assert 20 <= np.sum(np.abs(loc) > mod.H) <= 90  # expected 54, Poisson sd 7
     if name == "edge_normal":
         a0, a1 = (np.asarray(a) for a in mod._asymptotes_edge(draws))
-        # README: 1.7% of prior draws have a negative asymptotic slope (MC sd 0.09 points)
+        # docs/convergence.md: 1.7% of prior draws have a negative asymptotic slope (MC sd 0.09 points)
         assert 0.012 < np.mean((a0 < 0) | (a1 < 0)) < 0.022
 
 

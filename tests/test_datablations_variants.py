@@ -1,6 +1,6 @@
 """The variant of benchmarks/datablations_variants.py means what its docstring says.
 
-Its SBC figures (README, "Can I trust the forecast?") compare the shipped data-constrained law
+Its SBC figures (docs/convergence.md) compare the shipped data-constrained law
 with the same law sampled in ``log_opt``; they are only worth something if ``log_opt`` *is* the
 log ratio of the compute-optimal model size for the reference tokens to the reference model
 size. Checked on prior draws against Muennighoff et al.'s ``N_opt(D)`` in natural units.

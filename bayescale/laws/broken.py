@@ -75,7 +75,7 @@ def _first_break_prior(x: str, breaks: int):
     data's edge is not identified (the slope on the far side is then free, and a flattening
     break beyond the right edge stands in for E); with twice this width (the former default,
     90% within 5 nats) 24.5% of the one-break SBC fits missed the convergence gate, against
-    12.5% now (README, "Can I trust the forecast?"). Pass ``priors={"loc_1": ...}``
+    12.5% now (docs/convergence.md). Pass ``priors={"loc_1": ...}``
     when your data span much more than three decades and the break may lie near an edge.
     """
 
