@@ -422,17 +422,10 @@ def _refuse_unconverged(fit: Fit, force: bool) -> None:
 
     conv = fit.convergence
     if conv.fails_badly and not force:
-        remedies = []
-        if conv.disagreement:
-            remedies.append(
-                f"the data may not identify {conv.worst_rhat}: check the law and its priors"
-            )
-        if conv.deep_trees:
-            remedies.append(f"re-run with --max-tree-depth {conv.max_tree_depth + 2}")
-        remedy = "; ".join(remedies) or "re-run with more --num-warmup/--num-samples"
         raise UnconvergedError(
             f"refusing to forecast from a fit that fails the convergence gate badly "
-            f"({'; '.join(conv.problems)}); {remedy}, or pass --force to forecast anyway"
+            f"({'; '.join(conv.problems)}); {conv.remedy(cli=True)}, or pass --force to "
+            "forecast anyway"
         )
 
 
@@ -717,10 +710,11 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
     if refused:
         shown = name_list(refused, 10)
         first = frames[0].attrs["refused"][refused[0]]
+        remedy = batch.convergence(refused[0]).remedy(cli=True)
         raise UnconvergedError(
             f"refused to forecast {len(refused)} of {len(batch)} curves ({shown}): their fits "
-            f"fail the convergence gate badly (first: {first}); pass --force to forecast "
-            "them anyway"
+            f"fail the convergence gate badly (first: {first}; {remedy}); pass --force to "
+            "forecast them anyway"
         )
 
 

@@ -121,6 +121,37 @@ class Convergence:
             )
         return out
 
+    def remedy(self, cli: bool = False) -> str:
+        """What to try for the problems of :attr:`problems`, in the API's words or, with
+        ``cli``, the command line's: an identification check when the chains disagree, a
+        deeper tree cap when trees hit it, a higher target acceptance when draws diverge, more
+        warm-up and draws otherwise (an empty string when converged)."""
+        if self.converged:
+            return ""
+        out = []
+        if self.disagreement:
+            out.append(f"the data may not identify {self.worst_rhat}: check the law and its priors")
+        if self.deep_trees:
+            deeper = self.max_tree_depth + 2
+            out.append(
+                f"re-run with --max-tree-depth {deeper}"
+                if cli
+                else f"re-fit with max_tree_depth={deeper}"
+            )
+        if self.divergences:
+            out.append(
+                "re-run with --target-accept closer to 1 (smaller steps)"
+                if cli
+                else "re-fit with target_accept_prob closer to 1 (smaller steps)"
+            )
+        if not out:
+            out.append(
+                "re-run with more --num-warmup/--num-samples"
+                if cli
+                else "re-fit with more num_warmup/num_samples"
+            )
+        return "; ".join(out)
+
     @property
     def mixing_missed(self) -> bool:
         """R-hat or the bulk/tail ESS misses the policy (NaN misses it)."""
@@ -512,8 +543,8 @@ class Fit:
         reason = "; ".join(conv.problems)
         if conv.fails_badly and not allow_unconverged:
             raise UnconvergedError(
-                f"refusing to forecast from an unconverged fit ({reason}); re-fit with more "
-                "warm-up / a higher target_accept_prob, or pass allow_unconverged=True"
+                f"refusing to forecast from an unconverged fit ({reason}); {conv.remedy()}, "
+                "or pass allow_unconverged=True"
             )
         warnings.warn(
             f"forecast from a fit that did not converge ({reason}): do not trust it",

@@ -246,6 +246,27 @@ def test_tree_depth_note_only_explains_slow_mixing():
     assert not unknown.deep_trees
 
 
+def test_remedy_follows_the_failure_in_api_and_cli_words():
+    """One remedy text for predict()'s refusal and the CLI's (fit and fit-many), in the words
+    of each: identification when the chains disagree, the tree cap when trees hit it, the
+    step size when draws diverge, more draws when nothing else explains it."""
+    from bayescale.results import Convergence
+
+    assert Convergence(1.002, 900.0, 900.0, 0, 4000, 0.9).remedy() == ""
+    slow = Convergence(1.2, 30.0, 90.0, 0, 4000, 0.9)
+    assert slow.remedy() == "re-fit with more num_warmup/num_samples"
+    assert slow.remedy(cli=True) == "re-run with more --num-warmup/--num-samples"
+    deep = Convergence(1.2, 30.0, 90.0, 5, 4000, 0.9, depth_hits=0.8, max_tree_depth=8)
+    assert deep.remedy() == (
+        "re-fit with max_tree_depth=10; re-fit with target_accept_prob closer to 1 (smaller steps)"
+    )
+    split = Convergence(1.5, 30.0, 90.0, 0, 4000, 0.9, worst_rhat="loc_1",
+                        disagreement="chains disagree on loc_1: means 0, 5, within-chain sd 1")  # fmt: skip
+    assert split.remedy(cli=True) == (
+        "the data may not identify loc_1: check the law and its priors"
+    )
+
+
 def test_bad_fit_requests_raise_typed_errors(synthetic):
     with pytest.raises(bs.UnknownLawError, match="known laws"):
         bs.fit(synthetic, law="chinchila")
