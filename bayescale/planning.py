@@ -43,6 +43,7 @@ import pandas as pd
 from .laws import Law, Parameter
 from .laws import chinchilla as _chinchilla_law
 from .laws import kaplan_nd as _kaplan_nd_law
+from .model import PROPORTION_LIKELIHOODS, beta_shapes
 from .results import Fit, _check_prob, _mean_fn
 
 __all__ = [
@@ -857,7 +858,10 @@ def prob_beats(
     With ``predictive=False`` (default) this is ``P(L(N, D) < loss)`` for the law's mean loss,
     the fraction of posterior draws whose expected loss beats the target. With
     ``predictive=True`` the run's noise is included (the fitted likelihood: log-normal,
-    Student-t, Laplace or normal), i.e. the probability that an observed run beats it.
+    Student-t, Laplace, normal, beta or beta-binomial), i.e. the probability that an observed
+    run beats it. For an accuracy fitted with the ``"beta"`` or ``"binomial"`` likelihood
+    (a sigmoid law) higher is better: the plan beats the target ``loss`` (an accuracy) when
+    it lies *above* it, ``P(acc > loss)``.
 
     Parameters
     ----------
@@ -867,7 +871,7 @@ def prob_beats(
         The plan: two of parameters, tokens and FLOP (``C = 6ND`` fills the third); scalars or
         arrays, broadcast together.
     loss
-        Target loss.
+        Target loss (a scalar; accuracy for the proportion likelihoods).
     predictive
         Include the observation noise (fits only).
     allow_unconverged
@@ -885,16 +889,26 @@ def prob_beats(
     1.0
     """
     post = _as_posterior(fit, allow_unconverged=allow_unconverged, need_nd=False)
-    target = float(_compute_array(loss, "loss")[0])
+    targets = _compute_array(loss, "loss")
+    if targets.size != 1:
+        raise ValueError(
+            f"loss must be one target, got {targets.size} values: call prob_beats once per "
+            "target (the plans N, D, C may be arrays)"
+        )
+    target = float(targets[0])
     vals = _plan_inputs(post.law, N, D, C)
     shape = next(iter(vals.values())).shape
     log_mu = post.log_mean({k: v.reshape(-1) for k, v in vals.items()})  # (S, M)
+    higher = post.fit is not None and post.fit.spec.likelihood in PROPORTION_LIKELIHOODS
     if not predictive:
-        p = np.mean(log_mu < math.log(target), axis=0)
+        below = np.mean(log_mu < math.log(target), axis=0)
+        p = np.mean(log_mu > math.log(target), axis=0) if higher else below
     else:
         if post.fit is None:
             raise ValueError("predictive=True needs a Fit (constants carry no noise model)")
-        p = _predictive_cdf(post.fit, log_mu, target).mean(axis=0)
+        below = _predictive_cdf(post.fit, log_mu, target).mean(axis=0)
+        p = 1.0 - _predictive_cdf(post.fit, log_mu, target, strict=False).mean(axis=0)
+        p = p if higher else below
     p = p.reshape(shape)
     return float(p) if p.ndim == 0 else p
 
@@ -924,11 +938,22 @@ def _plan_inputs(law: Law, N: Any, D: Any, C: Any) -> dict[str, np.ndarray]:
     return {k: np.asarray(given[k], dtype=np.float64) for k in law.inputs}
 
 
-def _predictive_cdf(fit: Fit, log_mu: np.ndarray, target: float) -> np.ndarray:
+def _predictive_cdf(
+    fit: Fit, log_mu: np.ndarray, target: float, *, strict: bool = True
+) -> np.ndarray:
+    """``P(y < target)`` per posterior draw and plan under the fitted likelihood (``strict``
+    False: ``P(y <= target)``; they differ only for the beta-binomial's discrete accuracies)."""
     from scipy import stats
 
     sigma = np.asarray(fit.samples["sigma"]).reshape(-1)[:, None]
     lik = fit.spec.likelihood
+    if lik in PROPORTION_LIKELIHOODS:
+        a, b = beta_shapes(log_mu, sigma)
+        if lik == "beta":
+            return stats.beta.cdf(target, a, b)
+        n = int(fit.spec.trials)  # accuracy k / n with k ~ BetaBinomial(n, a, b)
+        k = math.ceil(target * n) - 1 if strict else math.floor(target * n)
+        return stats.betabinom.cdf(k, n, a, b)
     z = (math.log(target) - log_mu) / sigma
     if lik == "lognormal":
         return stats.norm.cdf(z)

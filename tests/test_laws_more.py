@@ -163,6 +163,24 @@ def test_sigmoid_names_and_bad_levels():
             sigmoid("C", **bad)
 
 
+def test_sigmoid_slope_form_floor_prior_stays_below_a_fixed_ceiling():
+    """The slope form samples the floor; under a fixed ceiling below 1 its Beta(1.2, 3) prior
+    is scaled into (0, ceiling) (unscaled, 8.4% of it lay above a ceiling of 0.6, where the
+    curve is log(ceiling - floor) = NaN)."""
+    law = sigmoid("C", ceiling=0.6, form="slope")
+    ref = _ref(C=50.0, loss=np.log(0.4))
+    prior = law.parameters[0].prior_at(ref)
+    floor = np.asarray(prior.sample(jax.random.PRNGKey(0), (20_000,)))
+    assert 0 < floor.min() and floor.max() < 0.6
+    # the scaled Beta's mean 0.6 * 1.2 / 4.2; the mean of 2e4 draws has sd 0.0014
+    assert floor.mean() == pytest.approx(0.6 * 1.2 / 4.2, abs=0.006)
+    p = {"floor": jnp.asarray(floor[:500]), "k": jnp.ones(500), "logit_ref": jnp.zeros(500)}
+    assert np.all(np.isfinite(np.asarray(law.log_predict(p, {"C": jnp.asarray(50.0)}, ref))))
+    # the floor at a ceiling of 1 (or a sampled ceiling) keeps the unscaled prior
+    one = sigmoid("C", ceiling=1.0, form="slope").parameters[0].prior_at(ref)
+    assert float(one.mean) == pytest.approx(1.2 / 4.2)
+
+
 def test_sigmoid_anchors_leave_the_unseen_level_on_one_axis():
     """The anchor form's point: a curve that sees only the upper tail of its rise pins the
     anchors and the ceiling and leaves only ``log_floor_gap`` free, and a flat curve (no rise
@@ -592,6 +610,18 @@ def test_sigmoid_with_proportion_likelihoods_recovers_accuracy_law(likelihood):
     assert s.loc["sigma", "5%"] <= want <= s.loc["sigma", "95%"], s
     pred = fit.predict(C=1e23)
     assert 0 < pred.pred_lower[0] < pred.loss_median[0] < pred.pred_upper[0] < 1
+    # An accuracy beats a target from above: P(acc > 5% quantile) = 0.95, for the law's mean
+    # (up to ties, 1/S) and for an observed run (the Beta or beta-binomial CDF, against the
+    # quantile of predict()'s noise draws: sd sqrt(0.05 * 0.95 / 2400) = 0.0044, plus the
+    # binomial's point mass at one count, about 0.013).
+    from bayescale.planning import prob_beats
+
+    p_mean = prob_beats(fit, C=1e23, loss=float(pred.loss_lower[0]))
+    assert p_mean == pytest.approx(0.95, abs=2.0 / 2400)
+    p_run = prob_beats(fit, C=1e23, loss=float(pred.pred_lower[0]), predictive=True)
+    assert p_run == pytest.approx(0.95, abs=0.03)
+    p_top = prob_beats(fit, C=1e23, loss=float(pred.pred_upper[0]), predictive=True)
+    assert p_top == pytest.approx(0.05, abs=0.03)
     with pytest.raises(bs.DataError, match="accuracies in"):
         bs.fit(bs.from_arrays(C=C, loss=acc + 1.0), law=sigmoid_c, likelihood="beta")
     with pytest.raises(bs.ModelError, match="trials"):

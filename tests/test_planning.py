@@ -280,6 +280,8 @@ def test_bad_inputs_raise_clear_errors(synth_fit):
         prob_beats(BESIROGLU_2024, N=1e9, D=1e10, loss=2.0, predictive=True)
     with pytest.raises(ValueError, match="missing D"):
         prob_beats(BESIROGLU_2024, N=1e9, loss=2.0)
+    with pytest.raises(ValueError, match="loss must be one target, got 2 values"):
+        prob_beats(BESIROGLU_2024, N=1e9, D=1e10, loss=[1.5, 2.5])
 
 
 def power_c_data():

@@ -41,6 +41,7 @@ almost no re-fits.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -64,6 +65,15 @@ def _floor_prior(ref):
     import numpyro.distributions as dist
 
     return dist.Beta(1.2, 3.0)
+
+
+def _scaled_floor_prior(ceiling, ref):
+    """``ceiling * Beta(1.2, 3)``: the slope form's floor under a fixed ceiling below 1."""
+    import numpyro.distributions as dist
+
+    return dist.TransformedDistribution(
+        dist.Beta(1.2, 3.0), dist.transforms.AffineTransform(0.0, ceiling)
+    )
 
 
 def _height_prior(ref):
@@ -376,9 +386,11 @@ def sigmoid(
         params = [anchors[name] for name in _anchor_sites(floor, ceiling_value)]
     else:
         if floor is None:
-            params.append(
-                Parameter("floor", _floor_prior, "accuracy at small scale (chance level)")
-            )
+            if ceiling_value is None or ceiling_value == 1.0:
+                floor_prior = _floor_prior
+            else:  # the same Beta, scaled into (0, ceiling): a floor above it has no curve
+                floor_prior = functools.partial(_scaled_floor_prior, ceiling_value)
+            params.append(Parameter("floor", floor_prior, "accuracy at small scale (chance level)"))
         if ceiling_value is None:
             params.append(
                 Parameter("height", _height_prior, "(ceiling - floor) / (1 - floor), in (0, 1)")
