@@ -27,11 +27,25 @@ def reference_point(data: ScalingData, inputs: tuple[str, ...]) -> dict[str, flo
     return ref
 
 
+#: Integer seeds JAX's PRNGKey takes (a C long): [-2**63, 2**63).
+SEED_RANGE = (-(2**63), 2**63)
+
+
+def check_seed(seed: Any, name: str = "rng_key") -> int:
+    """``int(seed)`` when it is an integer JAX can seed from, else a ValueError naming it."""
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"{name} must be an integer seed or a JAX key, got {seed!r}")
+    if not SEED_RANGE[0] <= int(seed) < SEED_RANGE[1]:
+        raise ValueError(f"{name} seed {seed} is outside [-2**63, 2**63)")
+    return int(seed)
+
+
 def _rng_key(rng_key: Any) -> tuple[Any, int | None]:
     if rng_key is None:
         rng_key = 0
     if isinstance(rng_key, int | np.integer):
-        return jax.random.PRNGKey(int(rng_key)), int(rng_key)
+        seed = check_seed(rng_key)
+        return jax.random.PRNGKey(seed), seed
     return rng_key, None
 
 

@@ -32,11 +32,13 @@ import numpy as np
 import pandas as pd
 
 from . import _arviz_compat as azc
-from ._fit import _validate_config, reference_point
+from ._fit import _validate_config, check_seed, reference_point
 from .data import (
+    _DEFAULTS,
     DataError,
     ScalingData,
     TableRows,
+    _ids,
     _line_numbers,
     as_scaling_data,
     curve_from_table,
@@ -112,7 +114,11 @@ def _split_curves(
 
     line_of, source = None, "<DataFrame>"
     if isinstance(data, str | Path):
-        path, options = data, {**columns, **({} if curve is None else {"curve": curve})}
+        # Keywords that are not column options (thousands=, decimal=, encoding=, ...) are
+        # pandas.read_csv's, as in bayescale.read_csv: both reads below use them.
+        reading = {k: v for k, v in columns.items() if k not in (*_DEFAULTS, "parse_suffixes")}
+        columns = {k: v for k, v in columns.items() if k not in reading}
+        path, options = data, {**columns, **reading, **({} if curve is None else {"curve": curve})}
         try:
             data = as_scaling_data(path, sep=sep, **options)  # bayescale.read_csv's checks
         except DataError as exc:
@@ -120,8 +126,8 @@ def _split_curves(
                 raise  # the file as a whole (or its only curve) is bad
             # A bad value in some row: validate every curve on its own, below. The file parsed
             # with these options already, so pandas reads it again without error.
-            data = pd.read_csv(path, sep=sep, index_col=False)
-            line_of, source = _line_numbers(Path(path), sep, {}, len(data)), str(path)
+            data = pd.read_csv(path, sep=sep, index_col=False, **reading)
+            line_of, source = _line_numbers(Path(path), sep, reading, len(data)), str(path)
         else:
             if curve is not None:
                 return [(cid, d, "") for cid, d in data.curves().items()]
@@ -140,7 +146,9 @@ def _split_curves(
                 column=missing[0],
             )
         data = data.reset_index(drop=True)  # errors name rows of the whole table, from 0
-        key = data[names].astype(str).agg("/".join, axis=1)
+        # A missing id (NaN, None, an empty CSV field) cannot be given to any curve: the
+        # table is bad as a whole, as in read_csv(curve=...); the error names row and line.
+        key = pd.Series(_ids("curve", [(c, data[c]) for c in names], len(data), line_of))
         out = []
         for cid, rows in data.groupby(key, sort=False):
             where = TableRows(rows.index.to_numpy(), line_of)
@@ -162,7 +170,7 @@ def _rng_keys(rng_key: Any, num: int) -> tuple[np.ndarray, int | None]:
     if rng_key is None:
         rng_key = 0
     if isinstance(rng_key, int | np.integer):
-        seed = int(rng_key)
+        seed = check_seed(rng_key)
         rng_key = jax.random.PRNGKey(seed)
     elif jnp.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
         rng_key = jax.random.key_data(rng_key)
@@ -265,7 +273,10 @@ def fit_many(
         Curve id column(s) of a DataFrame or CSV.
     columns
         Column-name keywords for a DataFrame/CSV/mapping (``{"D": "Seen Examples",
-        "loss": "Loss"}``), as in :func:`~bayescale.data.from_dataframe`.
+        "loss": "Loss"}``) and ``parse_suffixes``, as in :func:`~bayescale.data.from_dataframe`;
+        for a CSV path also keywords of ``pandas.read_csv`` (``{"thousands": ","}``,
+        ``{"decimal": ","}``, ``{"encoding": "latin-1"}``), as in
+        :func:`~bayescale.data.read_csv`.
     sep
         Delimiter of a CSV path (e.g. ``";"``). The file is read with
         :func:`~bayescale.data.read_csv` and its checks: a file it cannot take as a whole

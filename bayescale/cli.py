@@ -314,16 +314,17 @@ def _summary_text(fit: Fit, prob: float, truth: dict[str, float] | None = None) 
 # ----------------------------------------------------------------------------- inputs
 def _parse_target(text: str) -> dict[str, float]:
     """``"N=70e9,D=1.4T"`` -> ``{"N": 7e10, "D": 1.4e12}`` (suffixes k, M, B/G, T accepted)."""
-    from bayescale.data import DataError, check_positive_targets
+    from bayescale.data import INPUTS, DataError, check_positive_targets
 
     out: dict[str, float] = {}
     for part in text.split(","):
         key, sep, value = part.strip().partition("=")
-        key = key.strip().upper() if key.strip().upper() in ("N", "D", "C") else key.strip()
-        if not sep or key not in ("N", "D", "C") or not value.strip():
+        key = key.strip().upper() if key.strip().upper() in INPUTS else key.strip()
+        if not sep or key not in INPUTS or not value.strip():
             raise ValueError(
-                f"--predict {text!r}: expected comma-separated N=..., D=..., C=... "
-                f"(e.g. N=70B,D=1.4T or N=7e10,D=1.4e12), got {part.strip()!r}"
+                f"--predict {text!r}: expected comma-separated N=..., D=..., C=... (and U=... "
+                f"for the datablations law; e.g. N=70B,D=1.4T or N=7e10,D=1.4e12), got "
+                f"{part.strip()!r}"
             )
         if key in out:
             raise ValueError(f"--predict {text!r}: {key} is given twice")
@@ -358,9 +359,24 @@ def _read_data(args: argparse.Namespace):
         raise IsADirectoryError(f"{path} is a directory, expected a CSV file")
     if path.suffix == ".nc":
         raise ValueError(f"{path} is a saved fit (netCDF), not a CSV table of runs")
-    columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "curve", "run")}
-    columns = {k: v for k, v in columns.items() if v is not None}
-    return bs.read_csv(path, sep=args.sep, **columns)
+    return bs.read_csv(path, sep=args.sep, **_read_options(args, ("curve",)))
+
+
+def _read_options(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Keywords of :func:`bayescale.read_csv` from the column and reading flags: the columns
+    given (``''`` for N, D, C or U ignores that input), ``parse_suffixes``, and the
+    ``thousands``, ``decimal`` and ``encoding`` of ``pandas.read_csv`` when given."""
+    out: dict[str, Any] = {}
+    for key in ("N", "D", "C", "U", "loss", "run", *extra):
+        value = getattr(args, key)
+        if value is not None:
+            out[key] = None if value == "" and key in ("N", "D", "C", "U") else value
+    if args.parse_suffixes:
+        out["parse_suffixes"] = True
+    for key in ("thousands", "decimal", "encoding"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    return out
 
 
 def _check_targets(law_name: str, targets: Sequence[tuple[str, dict[str, float]]]) -> None:
@@ -581,14 +597,12 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         raise ValueError("fit-many needs --curve COL, the column of curve ids")
     targets = [(text, _parse_target(text)) for text in args.predict]
     _check_targets(args.law, targets)
-    columns = {k: getattr(args, k) for k in ("N", "D", "C", "loss", "run")}
-    columns = {k: v for k, v in columns.items() if v is not None}
     with _held_warnings() as held:
         batch = bs.fit_many(
             str(path),
             args.law,
             curve=args.curve,
-            columns=columns,
+            columns=_read_options(args),
             sep=args.sep,
             likelihood=args.likelihood,
             num_warmup=args.num_warmup,
@@ -856,21 +870,43 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _seed(text: str) -> int:
+    """A seed JAX and NumPy both take: an integer in [0, 2**63)."""
+    value = _count(0)(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be < 2**63, got {value}")
+    return value
+
+
 def _data_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     cols = parent.add_argument_group("columns of the CSV (default: N, D, C, loss and aliases)")
-    cols.add_argument("--N", metavar="COL", help="column of parameter counts N")
-    cols.add_argument("--D", metavar="COL", help="column of training tokens D")
-    cols.add_argument("--C", metavar="COL", help="column of training compute C in FLOP")
+    cols.add_argument("--N", metavar="COL", help="column of parameter counts N ('' ignores N)")
+    cols.add_argument("--D", metavar="COL", help="column of training tokens D ('' ignores D)")
+    cols.add_argument(
+        "--C", metavar="COL", help="column of training compute C in FLOP ('' ignores C)"
+    )
+    cols.add_argument(
+        "--U", metavar="COL", help="column of unique tokens U (datablations law; '' ignores U)"
+    )
     cols.add_argument("--loss", metavar="COL", help="column of final losses")
     cols.add_argument("--curve", metavar="COL", help="column of curve ids (fitted one by one)")
     cols.add_argument("--run", metavar="COL", help="column of training-run ids")
-    cols.add_argument("--sep", default=",", help="CSV delimiter (default ',')")
+    read = parent.add_argument_group("reading the CSV")
+    read.add_argument("--sep", default=",", help="CSV delimiter (default ',')")
+    read.add_argument(
+        "--parse-suffixes",
+        action="store_true",
+        help="read magnitude suffixes in numbers: 70B, 1.4T, 300M, 2k",
+    )
+    read.add_argument("--thousands", metavar="CHAR", help="thousands separator, e.g. ','")
+    read.add_argument("--decimal", metavar="CHAR", help="decimal mark, e.g. ',' (with --sep ';')")
+    read.add_argument("--encoding", metavar="NAME", help="text encoding (default utf-8)")
     samp = parent.add_argument_group("model and sampler")
     samp.add_argument(
         "--likelihood", choices=_LIKELIHOODS, default="lognormal", help="default lognormal"
     )
-    samp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    samp.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     samp.add_argument("--num-warmup", type=_count(0), default=500, help="default 500")
     samp.add_argument("--num-samples", type=_count(2), default=1000, help="default 1000")
     samp.add_argument("--num-chains", type=_count(1), default=4, help="default 4")
@@ -934,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     demo.add_argument("--out", default="bayescale-demo", help="output directory")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the sampler")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the data and the sampler")
     demo.add_argument(
         "--quick",
         action="store_true",

@@ -8,6 +8,7 @@ with a documented :class:`DataWarning`; rows are never dropped silently.
 from __future__ import annotations
 
 import csv
+import decimal
 import difflib
 import numbers
 import re
@@ -44,6 +45,8 @@ _ALIASES = {
 }
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _SUFFIX_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([kKmMbBgGtT])\s*$")
+_THOUSANDS_RE = re.compile(r"^\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][+-]?\d+)?\s*$")
+_DECIMAL_RE = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
 _STEP_RE = re.compile(r"(^|[^a-z])(steps?|checkpoints?|ckpt|iterations?|iters?)([^a-z]|$)")
 _LOSS_PERPLEXITY = 15.0
 _C_RATIO = (0.5, 2.0)
@@ -142,13 +145,21 @@ def _parse_str(text: str, parse_suffixes: bool) -> float | str:
     if match:
         if parse_suffixes:
             return float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
-        return "has a magnitude suffix; pass parse_suffixes=True to read k/M/B/T suffixes"
-    if "," in text:
-        try:
-            float(text.replace(",", ""))
-            return 'uses thousands separators; pass thousands="," to read_csv'
-        except ValueError:
-            pass
+        return (
+            "has a magnitude suffix; pass parse_suffixes=True (CLI: --parse-suffixes) to read "
+            "k/M/B/T suffixes"
+        )
+    thousands = 'pass thousands="," (CLI: --thousands ,)'
+    decimal = 'pass decimal="," (CLI: --decimal ,)'
+    if _THOUSANDS_RE.match(text):
+        if _DECIMAL_RE.match(text):  # "3,050": 3050 or 3.05
+            return (
+                f'uses "," as a thousands separator or as the decimal mark; {thousands} or '
+                f"{decimal} to read_csv, whichever the file uses"
+            )
+        return f'uses "," as a thousands separator; {thousands} to read_csv'
+    if _DECIMAL_RE.match(text):
+        return f'uses "," as the decimal mark; {decimal} to read_csv'
     return "is not a number"
 
 
@@ -178,7 +189,8 @@ def _column(
                 why, value = (why, parsed) if isinstance(parsed, float) else (parsed, value)
             elif value is None or value is pd.NA or value is pd.NaT:
                 value = np.nan
-            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            real = isinstance(value, numbers.Real | decimal.Decimal)
+            if real and not isinstance(value, bool | np.bool_):
                 try:
                     x[row] = float(value)
                     continue
@@ -443,6 +455,31 @@ def _build(
     return data
 
 
+def _numeric_alias(df: pd.DataFrame, label: str, role: str) -> bool:
+    """Whether a column found by an alias of ``role`` (``data``, ``unique``, ``l``, ...) may
+    hold it: some value is a number (suffixes allowed). A column of text or booleans that only
+    shares the name is left out with a DataWarning, so that it does not stop the read."""
+    columns = df.loc[:, [c for c in df.columns if str(c) == label]]
+    if columns.shape[1] != 1:
+        return True  # duplicated names: _resolve reports them
+    values = columns.iloc[:, 0]
+    if values.dtype.kind in "iufc" or len(values) == 0:
+        return True
+    for value in values.tolist():
+        if isinstance(value, bool | np.bool_):
+            continue
+        if isinstance(value, numbers.Real | decimal.Decimal):
+            return True
+        if isinstance(value, str) and isinstance(_parse_str(value, True), float):
+            return True
+    first = values.iloc[0]
+    _warn(
+        f"column {label!r} is named like {role} but holds no numbers (row 0: {_show(first)}); "
+        f"it is not used: pass {role}={label!r} (CLI: --{role} {label}) to read it as {role}"
+    )
+    return False
+
+
 def _resolve(
     df: pd.DataFrame, spec: dict[str, str | list[str] | None], source: str
 ) -> dict[str, list[str]]:
@@ -464,7 +501,7 @@ def _resolve(
                 found.append(name)
             elif role in _ALIASES and wanted == _DEFAULTS[role]:
                 hits = [c for c in labels if c.strip().lower() in _ALIASES[role]]
-                hits = [c for c in hits if c not in explicit]
+                hits = [c for c in hits if c not in explicit and _numeric_alias(df, c, role)]
                 if len(hits) > 1:
                     raise DataError(
                         f"{source}: columns {', '.join(map(repr, hits))} all look like {role}; "
@@ -698,7 +735,7 @@ def read_csv(
         bad = exc.object[exc.start : exc.start + 1]
         raise DataError(
             f"{source}: not {encoding} text (byte {bad!r}: {exc.reason}); "
-            "pass encoding=..., e.g. encoding='latin-1'"
+            "pass encoding=..., e.g. encoding='latin-1' (CLI: --encoding latin-1)"
         ) from None
     mangled = [c for c in map(str, df.columns) if re.fullmatch(r".+\.\d+", c)]
     if mangled and is_file and read_csv_kwargs.get("header", "infer") in ("infer", 0):
@@ -839,6 +876,19 @@ def prediction_inputs(
     vals = {k: check_positive_targets(k, v) for k, v in given.items()}
     if vals:
         vals = dict(zip(vals, np.broadcast_arrays(*vals.values()), strict=True))
+    if {"N", "D", "C"} <= vals.keys():
+        with np.errstate(over="ignore", under="ignore"):
+            ratio = np.atleast_1d(vals["C"] / (6.0 * vals["N"] * vals["D"])).reshape(-1)
+        off = (ratio < _C_RATIO[0]) | (ratio > _C_RATIO[1])
+        if off.any():
+            worst = int(np.argmax(off))
+            raise DataError(
+                f"prediction targets N, D and C disagree: C/(6ND) = {ratio[worst]:.3g} at "
+                f"element {worst} (outside [0.5, 2]); give two of N, D, C and C = 6ND fills "
+                "the third",
+                column="C",
+                row=worst,
+            )
     need = set(inputs)
     if "D" in need and "D" not in vals and {"N", "C"} <= vals.keys():
         vals["D"] = vals["C"] / (6.0 * vals["N"])

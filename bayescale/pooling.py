@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import batch as _batch
-from ._fit import RETRY_TARGET_ACCEPT, _validate_config, reference_point
+from ._fit import RETRY_TARGET_ACCEPT, _validate_config, check_seed, reference_point
 from .data import DataError, ScalingData
 from .infer import batch as engine
 from .infer.nuts import SamplerConfig
@@ -458,7 +458,7 @@ def _joint_key(rng_key: Any):
     if rng_key is None:
         rng_key = 0
     if isinstance(rng_key, int | np.integer):
-        return np.asarray(jax.random.PRNGKey(int(rng_key)))
+        return np.asarray(jax.random.PRNGKey(check_seed(rng_key)))
     if jnp.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(rng_key))
     return np.asarray(rng_key)

@@ -405,7 +405,14 @@ def test_data_warnings_are_one_line_each(bad_inputs):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["fit"], ["fit", "x.csv", "--prob", "1.5"], ["fit", "x.csv", "--likelihood", "cauchy"]],
+    [
+        [],
+        ["fit"],
+        ["fit", "x.csv", "--prob", "1.5"],
+        ["fit", "x.csv", "--likelihood", "cauchy"],
+        ["fit", "x.csv", "--seed", "99999999999999999999"],  # JAX seeds are C longs
+        ["demo", "--seed", "-1"],
+    ],
 )
 def test_usage_errors_exit_2(argv):
     result = run_cli(argv)
@@ -610,6 +617,55 @@ def test_fit_many_reads_the_csv_with_sep_and_the_package_checks(tmp_path, fake_s
     argv[3] = "tsak"
     line = _error_line(run_cli([*argv, "--sep", ";"]))
     assert "no column 'tsak' for curve" in line and "did you mean 'task'?" in line
+
+
+def test_fit_many_reading_flags_and_a_missing_curve_id(tmp_path, fake_sampler):
+    """--parse-suffixes and --decimal reach fit-many's reads of the file (the first, and the
+    one curve by curve after a bad value); a row without a curve id belongs to no curve, so
+    the file is refused in one line naming it (it was a TypeError traceback)."""
+    table = _power_curves({"a": GOOD, "b": GOOD, "bad": [3.1, -1.0, *GOOD[2:]]})
+    table["N"] = [f"{n / 1e6:g}M" for n in table["N"]]
+    table["loss"] = [f"{v:.2f}".replace(".", ",") for v in table["loss"]]
+    path = tmp_path / "euro.csv"
+    table.to_csv(path, sep=";", index=False)
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", "--sep", ";", *fake_sampler]
+    line = _error_line(run_cli(argv))
+    assert (
+        'value \'3,10\' uses "," as the decimal mark; pass decimal="," (CLI: --decimal ,)' in line
+    )
+    line = _error_line(run_cli([*argv, "--decimal", ","]))
+    assert (
+        "value '10M' has a magnitude suffix; pass parse_suffixes=True (CLI: --parse-suffix" in line
+    )
+    result = run_cli([*argv, "--parse-suffixes", "--decimal", ","])
+    assert result.rc == 0, result.err
+    rows = {line.split()[0]: line for line in result.out.splitlines() if line[:2] in ("a ", "b ")}
+    assert set(rows) == {"a", "b"} and all("invalid_input" not in r for r in rows.values())
+    bad = next(line for line in result.out.splitlines() if line.startswith("bad "))
+    assert "column 'loss', row 13 (CSV line 15): value -1.0 must be > 0" in bad
+
+    table = _power_curves({"a": GOOD, "b": GOOD})
+    table.loc[7, "task"] = None
+    table.to_csv(path, index=False)
+    argv = ["fit-many", path, "--curve", "task", "--law", "power_n", *fake_sampler]
+    line = _error_line(run_cli(argv))
+    assert "column 'task', row 7 (CSV line 9): value nan is a missing curve id" in line
+
+
+def test_column_and_reading_flags_become_read_csv_keywords():
+    """'' ignores an input column (an alias would otherwise claim it); the pandas reading
+    flags pass on only when given; --predict takes U for the datablations law."""
+    args = cli.build_parser().parse_args(
+        ["fit", "x.csv", "--D", "", "--U", "uniq", "--thousands", ",", "--encoding", "latin-1"]
+    )
+    assert cli._read_options(args, ("curve",)) == {
+        "D": None, "U": "uniq", "thousands": ",", "encoding": "latin-1",
+    }  # fmt: skip
+    assert cli._read_options(cli.build_parser().parse_args(["fit", "x.csv"])) == {}
+    assert cli._parse_target("n=70B,d=1.4T,u=100B") == {"N": 7e10, "D": 1.4e12, "U": 1e11}
+    cli._check_targets("datablations", [("N=70B,D=1.4T,U=100B", {"N": 1, "D": 1, "U": 1})])
+    with pytest.raises(ValueError, match="needs N, D, U to predict; missing U"):
+        cli._check_targets("datablations", [("N=70B,D=1.4T", {"N": 1, "D": 1})])
 
 
 def test_fit_many_exits_2_when_no_curve_can_be_fitted(tmp_path, fake_sampler):

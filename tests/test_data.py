@@ -115,6 +115,48 @@ def test_thousands_separator_is_an_error_with_hint(tmp_path):
     assert read_csv(path, thousands=",").N[1] == 2e6
 
 
+def test_comma_decimal_mark_gets_the_decimal_hint_not_the_thousands_one(tmp_path):
+    """'3,05' is a decimal comma (the thousands hint would read it as 305); '1,000' could be
+    either, and the message offers both."""
+    path = write(tmp_path, "N;loss\n100000000;3,05\n1000000000;2,91\n")
+    with raises(r"column 'loss', row 0.*'3,05'.*decimal mark; pass decimal=\",\"", row=0):
+        read_csv(path, sep=";")
+    np.testing.assert_array_equal(read_csv(path, sep=";", decimal=",").loss, [3.05, 2.91])
+    path = write(tmp_path, 'N,loss\n"1,000",3.0\n"2,000",2.0\n')
+    with raises(r"'1,000' uses \",\" as a thousands separator or as the decimal mark", row=0):
+        read_csv(path)
+
+
+def test_decimal_values_are_numbers():
+    from decimal import Decimal
+
+    data = from_arrays(N=[Decimal("1e8"), Decimal("2e8")], loss=[Decimal("3.5"), 2.5])
+    np.testing.assert_array_equal(data.N, [1e8, 2e8])
+    np.testing.assert_array_equal(data.loss, [3.5, 2.5])
+    assert check_positive_targets("N", Decimal("7e10")) == 7e10
+    with raises(r"column 'N', row 1: value nan is not a finite number", column="N", row=1):
+        from_arrays(N=[Decimal("1e8"), Decimal("NaN")], loss=[3.0, 2.0])
+
+
+def test_alias_column_without_numbers_is_left_out_with_a_warning(tmp_path):
+    """A text or boolean column whose name is only an alias (``data``, ``unique``) does not
+    stop the read; one named by the user, or with the input's own name, still must hold
+    numbers."""
+    path = write(tmp_path, "N,loss,data,unique\n1e8,3.0,c4,True\n1e9,2.5,c4,False\n")
+    with pytest.warns(DataWarning) as record:
+        data = read_csv(path)
+    messages = [str(w.message) for w in record]
+    assert any("column 'data' is named like D but holds no numbers (row 0: 'c4')" in m
+               for m in messages), messages  # fmt: skip
+    assert any("column 'unique' is named like U" in m for m in messages), messages
+    assert data.inputs == ("N",) and data.D is None and data.U is None
+    with raises(r"column 'data', row 0.*'c4' is not a number", column="data", row=0):
+        read_csv(path, D="data")
+    path = write(tmp_path, "N,loss,D\n1e8,3.0,c4\n1e9,2.5,c4\n")
+    with raises(r"column 'D', row 0.*'c4' is not a number", column="D", row=0):
+        read_csv(path)
+
+
 # ----------------------------------------------------------------------------- big integers
 def test_int64_tokens_above_2_31_arrive_exactly():
     tokens = np.array([3_000_000_000_000, 2**40, 2**31 + 1], dtype=np.int64)
@@ -432,6 +474,17 @@ def test_check_positive_targets_converts():
     np.testing.assert_array_equal(check_positive_targets("D", np.array([2**40])), [2.0**40])
     np.testing.assert_array_equal(check_positive_targets("N", ["70B", "1e9"]), [7e10, 1e9])
     assert check_positive_targets("N", np.ones((2, 3))).shape == (2, 3)
+
+
+def test_prediction_targets_with_disagreeing_c_are_refused():
+    """N, D and C all given must agree with C = 6ND within [0.5, 2] (the data's check): the
+    third is otherwise shown beside a forecast it did not produce."""
+    from bayescale.data import prediction_inputs
+
+    vals = prediction_inputs("chinchilla", ("N", "D"), N=7e10, D=1.4e12, C=6.5e23)
+    assert vals["C"][0] == 6.5e23  # 6ND = 5.88e23: within [0.5, 2], kept as given
+    with raises(r"N, D and C disagree: C/\(6ND\) = 0.00017 at element 1", column="C", row=1):
+        prediction_inputs("chinchilla", ("N", "D"), N=7e10, D=1.4e12, C=[5.88e23, 1e20])
 
 
 @pytest.mark.parametrize(

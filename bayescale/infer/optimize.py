@@ -1652,7 +1652,9 @@ def _seed(rng_key: Any) -> int:
     if rng_key is None:
         return 0
     if isinstance(rng_key, int | np.integer):
-        return int(rng_key)
+        from .._fit import check_seed
+
+        return check_seed(rng_key)
     return int(jax.random.randint(rng_key, (), 0, np.iinfo(np.int32).max))
 
 
