@@ -246,6 +246,22 @@ def test_tree_depth_note_only_explains_slow_mixing():
     assert not unknown.deep_trees
 
 
+def test_seeds_beyond_a_c_long_are_a_value_error():
+    """JAX's PRNGKey takes a C long; a larger integer seed was an OverflowError from deep in
+    JAX (a traceback in the CLI), and a bool is not a seed."""
+    from bayescale._fit import _rng_key, check_seed
+    from bayescale.batch import _rng_keys
+
+    assert check_seed(2**63 - 1) == 2**63 - 1 and check_seed(np.int64(-5)) == -5
+    for bad in (2**63, -(2**63) - 1, 10**20):
+        with pytest.raises(ValueError, match=r"seed .* is outside \[-2\*\*63, 2\*\*63\)"):
+            _rng_key(bad)
+        with pytest.raises(ValueError, match="outside"):
+            _rng_keys(bad, 3)
+    with pytest.raises(ValueError, match="must be an integer seed"):
+        check_seed(True)
+
+
 def test_remedy_follows_the_failure_in_api_and_cli_words():
     """One remedy text for predict()'s refusal and the CLI's (fit and fit-many), in the words
     of each: identification when the chains disagree, the tree cap when trees hit it, the
