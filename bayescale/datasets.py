@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import math
+import numbers
 import os
 import tempfile
 import urllib.error
@@ -216,7 +218,7 @@ def chinchilla_synthetic(
         raise ValueError("budgets must not be empty")
     if not np.all(np.isfinite(C_budgets)) or np.any(C_budgets <= 0):
         raise ValueError("budgets must be finite and > 0")
-    if int(points_per_budget) != points_per_budget or points_per_budget < 1:
+    if not _is_whole(points_per_budget) or points_per_budget < 1:
         raise ValueError(f"points_per_budget must be a positive integer, got {points_per_budget}")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be finite and >= 0, got {noise}")
@@ -446,8 +448,16 @@ def _locate(info: DatasetInfo, data_dir: str | os.PathLike[str] | None, download
     )
 
 
+def _is_whole(value: Any) -> bool:
+    """A whole number (``3``, ``3.0``), not NaN, inf or a non-number (``int(inf)`` raises
+    OverflowError, ``int(nan)`` ValueError, ``int("3")`` is 3)."""
+    if not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(value) and int(value) == value
+
+
 def _read_epoch_chinchilla(path: Path, *, drop_highest_loss: int = 0) -> pd.DataFrame:
-    if isinstance(drop_highest_loss, bool) or int(drop_highest_loss) != drop_highest_loss:
+    if isinstance(drop_highest_loss, bool) or not _is_whole(drop_highest_loss):
         raise ValueError(f"drop_highest_loss must be an integer, got {drop_highest_loss!r}")
     drop = int(drop_highest_loss)
     raw = pd.read_csv(path)

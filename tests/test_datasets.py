@@ -135,6 +135,9 @@ def test_compute_optimal_N_closed_form():
         {"budgets": ()},
         {"budgets": (1e18, -1.0)},
         {"points_per_budget": 0},
+        {"points_per_budget": float("inf")},  # was an OverflowError from int(inf)
+        {"points_per_budget": float("nan")},
+        {"points_per_budget": "9"},
         {"noise": -0.1},
         {"span": 1.0},
         {"params": {"E": 1.0, "A": 1.0}},
@@ -204,7 +207,7 @@ def test_load_epoch_drop_highest_loss():
 
 
 @needs_shared
-@pytest.mark.parametrize("bad", [-1, 245, 1.5])
+@pytest.mark.parametrize("bad", [-1, 245, 1.5, float("inf"), float("nan"), "3"])
 def test_load_epoch_drop_highest_loss_validated(bad):
     with pytest.raises(ValueError):
         load("epoch-chinchilla", data_dir=SHARED, drop_highest_loss=bad, as_data=False)
