@@ -675,7 +675,8 @@ def _line_numbers(path: Path, sep: str, kwargs: dict[str, Any], n: int) -> LineO
             with open(path, newline="", encoding=kwargs.get("encoding") or "utf-8") as f:
                 reader = csv.reader(f, delimiter=sep)
                 for record in reader:
-                    if record:
+                    # pandas skips empty and whitespace-only lines, not ",": a row of NaN
+                    if record and (len(record) > 1 or record[0].strip()):
                         starts.append(previous + 1)
                     previous = reader.line_num
         except (OSError, UnicodeError, csv.Error):

@@ -509,6 +509,12 @@ def test_csv_line_numbers_skip_blank_lines_and_quoted_newlines(tmp_path):
     with raises(r"column 'loss', row 2 \(CSV line 6\): value -2.0 must be > 0", row=2) as e:
         read_csv(write(tmp_path, text))
     assert e.value.line == 6
+    # pandas skips whitespace-only lines too, but reads "," as a row (of NaN)
+    text = "N,loss\n1e8,3.0\n   \n\t\n1e9,2.5\n1e10,-2\n"
+    with raises(r"column 'loss', row 2 \(CSV line 6\): value -2.0 must be > 0", row=2):
+        read_csv(write(tmp_path, text))
+    with raises(r"column 'loss', row 1 \(CSV line 3\): value nan is not a finite", row=1):
+        read_csv(write(tmp_path, "N,loss\n1e8,3.0\n,\n1e10,2.0\n"))
 
 
 # ----------------------------------------------------------------------------- real data
