@@ -1304,6 +1304,22 @@ class BatchFit:
             return np.zeros((self.num_chains, self.num_draws, 0))
         return np.concatenate(parts, axis=-1)
 
+    def _points_log_likelihood(self) -> np.ndarray:
+        """:meth:`log_likelihood` on the points of :meth:`_points` (every curve that has
+        data), NaN at the points of curves that were not fitted (``invalid_input`` after
+        their data were read: too few points, a missing input), so that ``log_likelihood``
+        and ``observed_data`` of :meth:`to_arviz` line up point by point."""
+        fitted_ll = self.log_likelihood()
+        lengths = [(i, len(d)) for i, d in enumerate(self.data) if d is not None]
+        out = np.full((self.num_chains, self.num_draws, sum(n for _, n in lengths)), np.nan)
+        at = taken = 0
+        for i, n in lengths:
+            if self.fitted[i]:
+                out[..., at : at + n] = fitted_ll[..., taken : taken + n]
+                taken += n
+            at += n
+        return out
+
     def _points(self) -> dict[str, np.ndarray]:
         """Observed points of every curve that has data, concatenated, with their curve id.
 
@@ -1367,7 +1383,9 @@ class BatchFit:
         without; per curve: ``status``, ``message``, ``retried``, ``has_run``, ``derived``
         (inputs obtained through C = 6ND, comma-separated), ``ref_*``)
         and, when ``log_likelihood`` is True (default: when it has at most 50 million values),
-        ``log_likelihood`` (chain, draw, point), computed in JAX.
+        ``log_likelihood`` (chain, draw, point), computed in JAX, on the same points as
+        ``observed_data``: NaN at the points of a curve that has data but was not fitted
+        (``invalid_input``); select the fitted curves' points before ``az.loo``.
         """
         curve_dims = {"curve": list(self.curve_ids)}
         posterior = {k: np.moveaxis(v, 0, -1) for k, v in self.samples.items()}
@@ -1416,7 +1434,7 @@ class BatchFit:
         if log_likelihood is None:
             log_likelihood = total <= LOG_LIKELIHOOD_MAX_VALUES
         if log_likelihood and len(points["loss"]):
-            groups["log_likelihood"] = {"loss": self.log_likelihood()}
+            groups["log_likelihood"] = {"loss": self._points_log_likelihood()}
         return azc.from_dict(groups, coords=curve_dims, dims=dims, attrs=self._attrs())
 
     def save(self, path: str | Path) -> Path:

@@ -493,8 +493,13 @@ def _unpack(draws, pooled: PooledSpec, ref, index, num, config):
     stats["warmup_divergences"] = np.broadcast_to(
         np.asarray(draws["warmup_divergences"]), shape[:2]
     ).astype(np.int32)
+    outside = ~np.isin(np.arange(num), index)  # curves not in the joint model (bad input)
     for k in ("energy", "accept_prob", "potential_energy", "step_size"):
-        stats[k][~np.isin(np.arange(num), index)] = np.nan
+        stats[k][outside] = np.nan
+    # ... and none of its divergences or steps, as fit_many reports such curves
+    stats["diverging"][outside] = False
+    for k in ("num_steps", "depth_hit", "warmup_divergences"):
+        stats[k][outside] = 0
     return samples, stats, population
 
 

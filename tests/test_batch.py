@@ -859,6 +859,18 @@ def test_save_load_keeps_every_curves_input_columns(tmp_path):
     np.testing.assert_array_equal(
         back.sample_stats["warmup_divergences"], batch.sample_stats["warmup_divergences"]
     )
+    # to_arviz: log_likelihood lines up with observed_data point by point, NaN at the points
+    # of the two curves that have data but were not fitted (they shifted the others' points)
+    idata = batch.to_arviz()
+    ll = np.asarray(azc.group(idata, "log_likelihood")["loss"])
+    point_curve = np.asarray(azc.group(idata, "constant_data")["point_curve"])
+    assert ll.shape[-1] == azc.group(idata, "observed_data")["loss"].size == point_curve.size
+    for i, cid in enumerate(batch.curve_ids):
+        at = point_curve == cid
+        if batch.fitted[i]:
+            np.testing.assert_allclose(ll[..., at], batch[cid].log_likelihood(), rtol=1e-10)
+        else:
+            assert at.sum() == len(batch.data[i]) and np.isnan(ll[..., at]).all()
     target = dict(N=2e9, D=[2e11, 4e11], U=2e10, allow_unconverged=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

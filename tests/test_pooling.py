@@ -264,6 +264,12 @@ def test_second_call_with_same_shapes_does_not_recompile(pooled, count_compiles)
     assert "needs at least 2" in s.loc["lonely", "message"]
     assert np.isnan(again.samples["alpha"][again.index("lonely")]).all()
     assert again.joint_diagnostics["num_curves"] == 12
+    # the curve left out has none of the joint model's divergences or steps (fit_many's way)
+    lonely = again.index("lonely")
+    assert s.loc["lonely", "divergences"] == 0
+    assert not again.sample_stats["diverging"][lonely].any()
+    for k in ("num_steps", "depth_hit", "warmup_divergences"):
+        assert (again.sample_stats[k][lonely] == 0).all(), k
 
 
 # ----------------------------------------------------------------------------- errors
