@@ -29,6 +29,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import planning
+from .model import PROPORTION_LIKELIHOODS, beta_precision
 from .results import ConvergenceWarning, Fit
 
 __all__ = [
@@ -200,6 +201,35 @@ def _assign(values: np.ndarray, groups: np.ndarray, tol_dex: float = 0.2) -> np.
     return np.where(d[np.arange(values.size), idx] <= tol_dex, idx, -1)
 
 
+#: Likelihoods whose ``sigma`` is the sd of the log loss itself (Laplace and Student-t: their
+#: scale), the same at every point.
+_LOG_SCALE_NOISE = ("lognormal", "laplace", "student_t")
+
+
+def _log_noise_scale(spec: Any, log_mu: np.ndarray, sigma: float) -> np.ndarray:
+    """Standard deviation of ``log(observed / fitted)`` at each point of fitted log value
+    ``log_mu``, for noise ``sigma`` (delta method: sd / mean off the log scale).
+
+    ``normal``: ``sigma`` is the sd of the loss, so ``sigma / mu``. ``beta``: the Beta's sd
+    ``sqrt(m (1 - m) / (1 + phi))`` (``sigma`` is its value at m = 0.5) over ``m``;
+    ``binomial``: ``n`` items add their sampling, variance ``m (1 - m) (n + phi) / (n (1 +
+    phi))``. The others are already on the log scale."""
+    log_mu = np.asarray(log_mu, dtype=float)
+    lik = spec.likelihood
+    if lik in _LOG_SCALE_NOISE:
+        return np.full(log_mu.shape, sigma)
+    mu = np.exp(log_mu)
+    if lik == "normal":
+        return sigma / mu
+    m = np.clip(mu, 1e-9, 1.0 - 1e-9)
+    phi = float(beta_precision(sigma))
+    var = m * (1.0 - m) / (1.0 + phi)
+    if lik == "binomial":
+        n = float(spec.trials)
+        var = var * (n + phi) / n
+    return np.sqrt(var) / m
+
+
 def _plain_log_axis(axis, lo: float, hi: float) -> None:
     """Plain numbers (2, 2.5, 3 ...) instead of 2x10^0 on a log axis spanning little range."""
     span = math.log10(hi / lo)
@@ -227,9 +257,13 @@ def _legend_outside(ax: Axes, handles: list[Any]) -> None:
     )
 
 
-def _inputs_along(x_name: str, x: np.ndarray, by: str, g: float) -> dict[str, np.ndarray]:
-    """All of N, D, C along ``x`` at fixed ``by = g`` (C = 6ND)."""
+def _inputs_along(
+    x_name: str, x: np.ndarray, by: str, g: float, fixed: Mapping[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """All of N, D, C along ``x`` at fixed ``by = g`` (C = 6ND), and any other input held
+    at its ``fixed`` value (the unique tokens U of ``datablations``)."""
     vals = {x_name: x, by: np.full_like(x, g)}
+    vals.update({k: np.full_like(x, v) for k, v in (fixed or {}).items()})
     six = planning.FLOP_PER_PARAM_TOKEN
     if "C" not in vals:
         vals["C"] = six * vals["N"] * vals["D"]
@@ -376,11 +410,15 @@ def plot_fit(
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylabel(_LABELS["loss"])
+    accuracy = fit.spec.likelihood in PROPORTION_LIKELIHOODS
+    ax.set_ylabel("accuracy" if accuracy else _LABELS["loss"])
     medians = [ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2]
     lo_y = min(loss.min(), *(np.nanmin(m) for m in medians))
-    ax.set_ylim(lo_y / 1.03, loss.max() * 1.08)
-    _plain_log_axis(ax.yaxis, lo_y / 1.03, loss.max() * 1.08)
+    # Up to the medians' top, which an extrapolated accuracy may take past the data, but at
+    # most 4x the data's top (a loss's medians rise to the left of its smallest runs).
+    hi_y = min(max(loss.max(), *(np.nanmax(m) for m in medians)), 4.0 * loss.max())
+    ax.set_ylim(lo_y / 1.03, hi_y * 1.08)
+    _plain_log_axis(ax.yaxis, lo_y / 1.03, hi_y * 1.08)
     ax.set_title(_title(fit), fontsize=10)
     if legend:
         handles, _ = ax.get_legend_handles_labels()
@@ -444,9 +482,15 @@ def _plot_fit_groups(
         extra.append((g_ext, (math.exp(centre - half), math.exp(centre + half))))
     every = list(gvals) + [e[0] for e in extra]
     colors, _ = _colors(every, min(every), max(every))
+    # inputs beyond N, D, C (U): held at the data's geometric mean, said in the x label
+    fixed = {
+        k: float(np.exp(np.mean(np.log(_data_values(fit, k)))))
+        for k in fit.law.inputs
+        if k not in names
+    }
     for j, g in enumerate(gvals):
         grid = np.geomspace(*ranges[j], num_points)
-        log_mu = fit._log_mean(_inputs_along(x_name, grid, by, g))
+        log_mu = fit._log_mean(_inputs_along(x_name, grid, by, g, fixed))
         _bands(ax, grid, log_mu, probs, colors[j], label=_sci(g, by))
         if show_data:
             sel = gidx == j
@@ -473,7 +517,7 @@ def _plot_fit_groups(
         )
     for k, (g, rng) in enumerate(extra):
         grid = np.geomspace(*rng, num_points)
-        log_mu = fit._log_mean(_inputs_along(x_name, grid, by, g))
+        log_mu = fit._log_mean(_inputs_along(x_name, grid, by, g, fixed))
         _bands(
             ax,
             grid,
@@ -487,7 +531,8 @@ def _plot_fit_groups(
     hi = max(r[1] for r in ranges + [e[1] for e in extra])
     _mark_extrapolation(ax, xv.max(), hi, lower_edge=xv.min(), lower=lo)
     ax.set_xlim(lo, hi)
-    ax.set_xlabel(_LABELS[x_name])
+    held = ", ".join(f"{k} = {v:.3g}" for k, v in fixed.items())
+    ax.set_xlabel(_LABELS[x_name] + (f" (curves at {held})" if held else ""))
     return ax
 
 
@@ -918,16 +963,20 @@ def plot_residuals(
     lo, hi = np.quantile(log_mu, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     res = np.log(data.loss) - med
     sigma = float(np.median(fit.samples["sigma"]))
-    if fit.spec.likelihood == "normal":
-        sigma = sigma / float(np.median(data.loss))
+    scale = _log_noise_scale(fit.spec, med, sigma)  # sd of a log residual, per point
+    order = np.argsort(xv, kind="stable")
     for m, alpha in ((2, 0.08), (1, 0.12)):
-        ax.axhspan(-m * sigma, m * sigma, color="0.5", alpha=alpha, lw=0, zorder=0)
+        if np.ptp(scale) <= 1e-12 * scale.max():
+            ax.axhspan(-m * scale[0], m * scale[0], color="0.5", alpha=alpha, lw=0, zorder=0)
+        else:  # the noise of a loss (normal) or an accuracy (beta, binomial) varies with it
+            band = m * scale[order]
+            ax.fill_between(xv[order], -band, band, color="0.5", alpha=alpha, lw=0, zorder=0)
     ax.axhline(0.0, color="k", lw=1, zorder=1)
     color = plt.get_cmap(_CMAP)(0.3)
     ax.errorbar(
         xv, res, yerr=[hi - med, med - lo], fmt="none", ecolor=color, alpha=0.5, lw=0.8, zorder=2
     )
-    outlier = np.abs(res) > 3 * sigma
+    outlier = np.abs(res) > 3 * scale
     ax.scatter(xv, res, s=14, color=color, zorder=3, label="runs")
     if np.any(outlier):
         ax.scatter(
@@ -942,9 +991,10 @@ def plot_residuals(
     ax.set_xscale("log")
     ax.set_xlabel(_LABELS[x])
     ax.set_ylabel("log(observed / fitted)")
+    varies = "" if fit.spec.likelihood in _LOG_SCALE_NOISE else " at each run's fitted value"
     ax.set_title(
-        f"Residuals of {fit.law.name} ({fit.spec.likelihood}); bands ±1σ, ±2σ (σ = {sigma:.3g})"
-        + _state(fit),
+        f"Residuals of {fit.law.name} ({fit.spec.likelihood}); bands ±1σ, ±2σ{varies} "
+        f"(σ = {sigma:.3g})" + _state(fit),
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="upper right")

@@ -542,6 +542,21 @@ def test_datablations_fit_predicts_with_unique_tokens():
     assert np.array_equal(bs.from_dataframe(df).U, data.U)
     saved = bs.load(fit.save(Path(tempfile.mkdtemp()) / "fit.nc"))
     assert np.array_equal(saved.data.U, data.U)
+    # plot_fit draws its curves at the data's geometric-mean U (it raised KeyError 'U'), and
+    # says so; a median line is predict()'s at its points
+    import matplotlib.pyplot as plt
+
+    from bayescale.plot import plot_fit
+
+    budget = float(np.median(data.C))
+    ax = plot_fit(fit, groups=[budget], extrapolate=1)
+    u = float(np.exp(np.mean(np.log(data.U))))
+    assert ax.get_xlabel() == f"parameters N (curves at U = {u:.3g})"
+    line = next(ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2)
+    n, y = np.asarray(line.get_xdata())[::50], np.asarray(line.get_ydata())[::50]
+    # rtol 1e-8: plot and predict round D = C / (6N) apart (6e-10 seen)
+    np.testing.assert_allclose(y, fit.predict(N=n, C=budget, U=u)["loss_median"], rtol=1e-8)
+    plt.close(ax.figure)
 
 
 def _log_rising_by_sum(x: float, j: int) -> float:
@@ -622,6 +637,16 @@ def test_sigmoid_with_proportion_likelihoods_recovers_accuracy_law(likelihood):
     assert p_run == pytest.approx(0.95, abs=0.03)
     p_top = prob_beats(fit, C=1e23, loss=float(pred.pred_upper[0]), predictive=True)
     assert p_top == pytest.approx(0.05, abs=0.03)
+    # plot_fit labels the axis 'accuracy' and keeps the extrapolated medians in view
+    import matplotlib.pyplot as plt
+
+    from bayescale.plot import plot_fit
+
+    ax = plot_fit(fit, extrapolate=100)
+    medians = [ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2]
+    assert ax.get_ylabel() == "accuracy"
+    assert ax.get_ylim()[1] >= max(np.nanmax(m) for m in medians)
+    plt.close(ax.figure)
     with pytest.raises(bs.DataError, match="accuracies in"):
         bs.fit(bs.from_arrays(C=C, loss=acc + 1.0), law=sigmoid_c, likelihood="beta")
     with pytest.raises(bs.ModelError, match="trials"):

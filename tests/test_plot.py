@@ -237,6 +237,28 @@ def test_plot_posterior(synth_fit):
         plot_posterior(synth_fit, ["alpha", "beta"], ax=given[0])
 
 
+@pytest.mark.parametrize(
+    ("likelihood", "trials"), [("beta", None), ("binomial", 200), ("normal", None)]
+)
+def test_residual_bands_are_the_sd_of_log_residuals(likelihood, trials):
+    """plot_residuals' bands and 3-sigma outliers use the sd of log(observed / fitted) at
+    each point: for the proportion likelihoods sigma is an accuracy's sd at 50% (it was
+    taken as a log sd, flagging 5 of 40 runs of a well-fitted sigmoid as outliers).
+    Against 400,000 draws of the likelihood per point: the sd of an sd estimate is
+    sd / sqrt(2 * 4e5) = 0.1%, the delta method's error at these sds under 1%."""
+    from bayescale.model import predictive_draws
+    from bayescale.plot import _log_noise_scale
+
+    spec = bs.build_model("sigmoid_c", likelihood=likelihood, trials=trials)
+    log_mu = np.log(np.array([0.3, 0.6, 0.9]))
+    sigma = 0.02
+    rng = np.random.default_rng(0)
+    draws = predictive_draws(spec, np.tile(log_mu, (400_000, 1)), sigma, rng)
+    want = np.std(np.log(draws) - log_mu, axis=0)
+    np.testing.assert_allclose(_log_noise_scale(spec, log_mu, sigma), want, rtol=0.02)
+    np.testing.assert_allclose(_log_noise_scale(bs.build_model("power_n"), log_mu, 0.05), 0.05)
+
+
 def test_plot_residuals(synth_fit, power_fit):
     ax = plot_residuals(synth_fit)
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "training compute C (FLOP)"
