@@ -286,7 +286,7 @@ def build_model(
     >>> from bayescale.model import build_model
     >>> spec = build_model("chinchilla", priors={"alpha": dist.LogNormal(-1.0, 0.3)})
     >>> spec.site_names
-    ('E', 'log_A_ref', 'alpha', 'log_B_ref', 'beta', 'sigma')
+    ('log_L_ref', 'frac', 'split', 'alpha', 'beta', 'sigma')
     """
     law = get_law(law)
     if likelihood not in LIKELIHOODS:

@@ -87,6 +87,12 @@ class Law:
         The formula in plain text, for the README and ``describe()``.
     citation
         The paper the law comes from.
+    extra
+        Optional facts the checks read: ``"irreducible"``, the natural name of the irreducible
+        loss (default ``"E"``; e.g. ``"a"`` for the broken power laws), and ``"exponents"``,
+        the parameters (natural or sampled names) whose correlation with it the
+        identifiability check reports (default: the natural parameters named like exponents,
+        ``alpha``, ``beta``, ``gamma`` or ``b`` with suffixes).
     """
 
     name: str

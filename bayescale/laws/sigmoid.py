@@ -36,7 +36,7 @@ almost no re-fits.
 
 ``form="slope"`` keeps the intercept form (sampled ``floor``, ``height = (ceiling - floor) /
 (1 - floor)``, ``k`` and ``logit_ref``): use it to share the slope ``k`` between curves in
-:func:`bayescale.fit_pooled`, which pools sampled parameters.
+:func:`bayescale.pooling.fit_pooled`, which pools sampled parameters.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def sigmoid(
         centre and the logit distances of the levels from them (module docstring); priors
         ``logit_lo`` ~ Normal(0, 1.5), each ``log_*`` ~ Normal(0, 1). ``"slope"``: sampled as
         ``floor`` (Beta(1.2, 3)), ``height`` (Beta(2, 1.2)), ``k`` (LogNormal(0, 1)) and
-        ``logit_ref`` (Normal(0, 3)), the form to share ``k`` in :func:`bayescale.fit_pooled`.
+        ``logit_ref`` (Normal(0, 3)), the form to share ``k`` in :func:`bayescale.pooling.fit_pooled`.
     name
         Registry name; default ``"sigmoid_<x>"`` with ``"_floor<value>"`` /
         ``"_ceiling<value>"`` appended for fixed levels (``"sigmoid_c_floor0.25"``) and
