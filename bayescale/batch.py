@@ -44,6 +44,8 @@ from .data import (
     curve_from_table,
     from_arrays,
     prediction_inputs,
+    text_alias_columns,
+    warn_text_aliases,
 )
 from .infer import batch as engine
 from .infer.nuts import SamplerConfig, pointwise_loglik
@@ -146,6 +148,13 @@ def _split_curves(
                 column=missing[0],
             )
         data = data.reset_index(drop=True)  # errors name rows of the whole table, from 0
+        # Generic-alias columns without numbers: left out of every curve, decided on the
+        # whole table (a CSV's first read above has warned already).
+        spec = {**_DEFAULTS, **{k: v for k, v in columns.items() if k in _DEFAULTS}}
+        skipped = text_alias_columns(data, {**spec, "curve": curve})
+        if source == "<DataFrame>":
+            warn_text_aliases(data, skipped)
+        data = data.drop(columns=[c for c in data.columns if str(c) in skipped])
         # A missing id (NaN, None, an empty CSV field) cannot be given to any curve: the
         # table is bad as a whole, as in read_csv(curve=...); the error names row and line.
         key = pd.Series(_ids("curve", [(c, data[c]) for c in names], len(data), line_of))

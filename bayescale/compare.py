@@ -283,7 +283,9 @@ def _holdout_scores(fit: Fit, test: ScalingData, prob: float) -> dict[str, float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtrapolationWarning)  # held-out runs are beyond, by design
         warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the `converged` column
-        targets = {k: getattr(test, k, None) for k in _INPUTS}
+        # the law's own inputs only: held-out C may stray from 6ND (a DataWarning when read),
+        # which predict() refuses among targets that give all of N, D and C
+        targets = {k: getattr(test, k, None) for k in fit.law.inputs}
         targets = {k: v for k, v in targets.items() if v is not None}
         pred = fit.predict(**targets, prob=prob, allow_unconverged=True)
     are = np.abs(pred["loss_median"].to_numpy() - test.loss) / test.loss

@@ -189,6 +189,11 @@ def _column(
                 why, value = (why, parsed) if isinstance(parsed, float) else (parsed, value)
             elif value is None or value is pd.NA or value is pd.NaT:
                 value = np.nan
+            if isinstance(value, decimal.Decimal):  # exact: float() would give inf, or raise
+                if value.is_nan():
+                    value = np.nan  # also a signalling NaN
+                elif value.is_finite() and abs(value) > decimal.Decimal(np.finfo(float).max):
+                    raise _error(name, row, items[row], "is too large for float64", line_of)
             real = isinstance(value, numbers.Real | decimal.Decimal)
             if real and not isinstance(value, bool | np.bool_):
                 try:
@@ -455,35 +460,83 @@ def _build(
     return data
 
 
-def _numeric_alias(df: pd.DataFrame, label: str, role: str) -> bool:
-    """Whether a column found by an alias of ``role`` (``data``, ``unique``, ``l``, ...) may
-    hold it: some value is a number (suffixes allowed). A column of text or booleans that only
-    shares the name is left out with a DataWarning, so that it does not stop the read."""
-    columns = df.loc[:, [c for c in df.columns if str(c) == label]]
-    if columns.shape[1] != 1:
-        return True  # duplicated names: _resolve reports them
-    values = columns.iloc[:, 0]
-    if values.dtype.kind in "iufc" or len(values) == 0:
-        return True
+#: Aliases generic enough to name other things (a dataset called ``data``, a flag ``unique``,
+#: one-letter columns): a column found by one of them that holds no number at all is left out
+#: with a DataWarning instead of stopping the read. Specific aliases (``params``, ``tokens``,
+#: ``Loss``, ...) stay strict: a bad cell there is a DataError with its hint.
+_GENERIC_ALIASES = frozenset({"data", "unique", "n", "d", "c", "u", "l"})
+
+
+def _holds_no_number(values: pd.Series) -> bool:
+    """Some cell is text or a boolean, and none is a number or a string that reads as one or
+    gets a hint (a suffix, a thousands separator, a decimal comma); missing cells count as
+    neither."""
+    if values.dtype.kind in "iufc":
+        return False
+    text = False
     for value in values.tolist():
-        if isinstance(value, bool | np.bool_):
+        if value is None or (not isinstance(value, str) and bool(np.all(pd.isna(value)))):
             continue
-        if isinstance(value, numbers.Real | decimal.Decimal):
-            return True
-        if isinstance(value, str) and isinstance(_parse_str(value, True), float):
-            return True
-    first = values.iloc[0]
-    _warn(
-        f"column {label!r} is named like {role} but holds no numbers (row 0: {_show(first)}); "
-        f"it is not used: pass {role}={label!r} (CLI: --{role} {label}) to read it as {role}"
-    )
-    return False
+        if isinstance(value, bool | np.bool_):
+            text = True
+        elif isinstance(value, numbers.Real | decimal.Decimal):
+            return False
+        elif isinstance(value, str | bytes):
+            if _parse_str(str(value), False) != "is not a number":
+                return False
+            text = True
+        else:
+            text = True
+    return text
+
+
+def _by_label(df: pd.DataFrame, label: str) -> pd.Series:
+    """The column whose ``str()`` is ``label`` (column names may be numbers)."""
+    return df.loc[:, [str(c) == label for c in df.columns]].iloc[:, 0]
+
+
+def text_alias_columns(df: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, str]:
+    """Columns (label -> role) that only a generic alias would claim for a role left at its
+    default name, and that hold no number: :func:`from_dataframe` leaves them out. Decided
+    on the whole table, so that every curve cut from it is read alike."""
+    labels = [str(c) for c in df.columns]
+    explicit = {
+        c for r, v in spec.items() if v is not None and v != _DEFAULTS[r] for c in _as_list(v)
+    }
+    out = {}
+    for role, wanted in spec.items():
+        if role not in _ALIASES or wanted != _DEFAULTS[role] or wanted in labels:
+            continue
+        for label in labels:
+            key = label.strip().lower()
+            if key in _ALIASES[role] and key in _GENERIC_ALIASES and label not in explicit:
+                if labels.count(label) == 1 and _holds_no_number(_by_label(df, label)):
+                    out[label] = role
+    return out
+
+
+def warn_text_aliases(df: pd.DataFrame, skipped: Mapping[str, str]) -> None:
+    """One DataWarning per column of :func:`text_alias_columns`."""
+    for label, role in skipped.items():
+        first = _by_label(df, label).iloc[0] if len(df) else None
+        _warn(
+            f"column {label!r} is named like {role} but holds no numbers (row 0: "
+            f"{_show(first)}); it is not used: pass {role}={label!r} (CLI: --{role} {label}) "
+            f"to read it as {role}"
+        )
 
 
 def _resolve(
-    df: pd.DataFrame, spec: dict[str, str | list[str] | None], source: str
+    df: pd.DataFrame,
+    spec: dict[str, str | list[str] | None],
+    source: str,
+    skip_text_aliases: bool = True,
 ) -> dict[str, list[str]]:
-    """Map each role to its column names; raise on missing, ambiguous or duplicated columns."""
+    """Map each role to its column names; raise on missing, ambiguous or duplicated columns.
+    With ``skip_text_aliases``, the columns of :func:`text_alias_columns` are left out (with a
+    warning); a caller that cut ``df`` from a larger table decides that on the table."""
+    skipped = text_alias_columns(df, spec) if skip_text_aliases else {}
+    warn_text_aliases(df, skipped)
     labels = [str(c) for c in df.columns]
     listing = ", ".join(repr(c) for c in labels)
     counts = pd.Series(labels).value_counts()
@@ -501,7 +554,7 @@ def _resolve(
                 found.append(name)
             elif role in _ALIASES and wanted == _DEFAULTS[role]:
                 hits = [c for c in labels if c.strip().lower() in _ALIASES[role]]
-                hits = [c for c in hits if c not in explicit and _numeric_alias(df, c, role)]
+                hits = [c for c in hits if c not in explicit and c not in skipped]
                 if len(hits) > 1:
                     raise DataError(
                         f"{source}: columns {', '.join(map(repr, hits))} all look like {role}; "
@@ -551,6 +604,7 @@ def _from_frame(
     parse_suffixes: bool,
     source: str,
     line_of: LineOf | TableRows = None,
+    skip_text_aliases: bool = True,
 ) -> ScalingData:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -565,7 +619,7 @@ def _from_frame(
                 )
     if len(df) == 0:
         raise DataError(f"{source} has no data rows (columns: {', '.join(map(str, df.columns))})")
-    roles = _resolve(df, spec, source)
+    roles = _resolve(df, spec, source, skip_text_aliases)
     by_label = {str(c): c for c in df.columns}
 
     def col(name: str) -> pd.Series:
@@ -651,12 +705,20 @@ def curve_from_table(
 ) -> ScalingData:
     """:func:`from_dataframe` (same column keywords) for the rows of one curve cut out of a
     larger table: messages name the row of the whole table (and its CSV line) that ``rows``
-    gives for each row."""
+    gives for each row. Columns of :func:`text_alias_columns` are the caller's to drop, decided
+    on the whole table."""
     unknown = sorted(set(columns) - set(_DEFAULTS))
     if unknown:
         raise TypeError(f"unknown column keyword(s) {unknown}; expected some of {list(_DEFAULTS)}")
     spec = {**_DEFAULTS, **columns}
-    return _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=rows)
+    return _from_frame(
+        df,
+        spec,
+        parse_suffixes=parse_suffixes,
+        source=source,
+        line_of=rows,
+        skip_text_aliases=False,
+    )
 
 
 _LINE_UNSAFE = {"header", "names", "skiprows", "skipfooter", "comment", "nrows", "quotechar"}

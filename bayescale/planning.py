@@ -952,7 +952,9 @@ def _predictive_cdf(
         if lik == "beta":
             return stats.beta.cdf(target, a, b)
         n = int(fit.spec.trials)  # accuracy k / n with k ~ BetaBinomial(n, a, b)
-        k = math.ceil(target * n) - 1 if strict else math.floor(target * n)
+        x = target * n
+        x = round(x) if abs(x - round(x)) <= 1e-9 * n else x  # 0.57 * 100 = 56.999...
+        k = math.ceil(x) - 1 if strict else math.floor(x)
         return stats.betabinom.cdf(k, n, a, b)
     z = (math.log(target) - log_mu) / sigma
     if lik == "lognormal":

@@ -163,6 +163,12 @@ def test_holdout_scores_match_an_independent_computation(chinchilla_pair):
     dens = norm.logpdf(np.log(test.loss), mu, p["sigma"]) - np.log(test.loss)
     lpd = logsumexp(dens, axis=0) - np.log(mu.shape[0])
     assert chin["holdout_lpd"] == pytest.approx(lpd.mean(), rel=1e-9)
+    # held-out runs whose C strays from 6ND (read with a DataWarning) score the same: the laws
+    # of N and D are forecast from N and D alone (predict refuses N, D, C that disagree)
+    with pytest.warns(bs.DataWarning, match=r"C/\(6ND\) = 3"):
+        off = bs.from_arrays(N=N, D=D, C=18.0 * N * D, loss=test.loss)
+    again = compare(chinchilla_pair, holdout=off, prob=0.9).loc["chinchilla"]
+    assert again["holdout_lpd"] == pytest.approx(chin["holdout_lpd"], rel=1e-12)
 
 
 def test_pareto_k_warning_on_an_outlier():

@@ -155,6 +155,30 @@ def test_alias_column_without_numbers_is_left_out_with_a_warning(tmp_path):
     path = write(tmp_path, "N,loss,D\n1e8,3.0,c4\n1e9,2.5,c4\n")
     with raises(r"column 'D', row 0.*'c4' is not a number", column="D", row=0):
         read_csv(path)
+    # specific aliases stay strict, and a generic one whose values get a hint is read
+    with raises(r"column 'params', row 0: value 'abc' is not a number", column="params"):
+        from_dataframe(pd.DataFrame({"params": ["abc"], "D": [1e10], "loss": [2.0]}))
+    with raises(r"column 'data', row 0: value '3,05' uses \",\" as the decimal mark"):
+        from_dataframe(pd.DataFrame({"N": [1e8], "data": ["3,05"], "loss": [2.0]}))
+
+
+def test_generic_alias_decision_is_taken_on_the_whole_table():
+    """fit_many's curves cut from one table read a generic-alias column alike: kept when some
+    cell is a number (a text cell is then its curve's error), dropped for all when none is."""
+    from bayescale.batch import _split_curves
+
+    frame = pd.DataFrame(
+        {"task": ["a"] * 3 + ["b"] * 3, "N": [1e8, 1e9, 1e10] * 2, "loss": [3.0, 2.5, 2.2] * 2}
+    )
+    mixed = frame.assign(data=[2e9, 2e10, 2e11, "x", "y", "z"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        (id_a, data_a, _), (id_b, data_b, why_b) = _split_curves(mixed, "task", {})
+    assert (id_a, id_b) == ("a", "b") and data_a.D is not None
+    assert data_b is None and "column 'data', row 3" in why_b
+    with pytest.warns(DataWarning, match="column 'data' is named like D but holds no numbers"):
+        curves = _split_curves(frame.assign(data=list("xyzuvw")), "task", {})
+    assert [d.D for _, d, _ in curves] == [None, None]
 
 
 # ----------------------------------------------------------------------------- big integers

@@ -258,6 +258,28 @@ def test_prob_beats(synth_fit):
     assert prob_beats(synth_fit, N=1e9, D=2e10, loss=10.0, predictive=True) > 1 - 1e-6
 
 
+def test_binomial_predictive_cdf_counts_an_exact_accuracy_once():
+    """P(acc < t) and P(acc <= t) of the beta-binomial differ by the mass at k = t n exactly,
+    also where t n rounds below a whole number (0.57 * 100 = 56.999...)."""
+    from types import SimpleNamespace
+
+    from scipy import stats
+
+    from bayescale.model import beta_shapes
+    from bayescale.planning import _predictive_cdf
+
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=100)
+    fit = SimpleNamespace(spec=spec, samples={"sigma": np.array([0.03, 0.05])})
+    log_mu = np.log(np.array([[0.55], [0.6]]))
+    a, b = beta_shapes(log_mu, np.array([[0.03], [0.05]]))
+    for t in (0.57, 0.29, 0.58, 0.14):
+        k = round(t * 100)
+        below = _predictive_cdf(fit, log_mu, t)
+        upto = _predictive_cdf(fit, log_mu, t, strict=False)
+        np.testing.assert_allclose(below, stats.betabinom.cdf(k - 1, 100, a, b), rtol=1e-12)
+        np.testing.assert_allclose(upto - below, stats.betabinom.pmf(k, 100, a, b), rtol=1e-9)
+
+
 # ----------------------------------------------------------------------------- errors
 def test_bad_inputs_raise_clear_errors(synth_fit):
     with pytest.raises(ValueError, match=r"compute must be finite and > 0; got -1.0 at position 1"):
