@@ -218,6 +218,7 @@ def chinchilla_synthetic(
         raise ValueError("budgets must not be empty")
     if not np.all(np.isfinite(C_budgets)) or np.any(C_budgets <= 0):
         raise ValueError("budgets must be finite and > 0")
+    C_budgets = np.sort(C_budgets)  # rows ordered by budget, as documented
     if not _is_whole(points_per_budget) or points_per_budget < 1:
         raise ValueError(f"points_per_budget must be a positive integer, got {points_per_budget}")
     if not np.isfinite(noise) or noise < 0:

@@ -66,6 +66,12 @@ def test_synthetic_design_shape():
 
     default = chinchilla_synthetic(as_data=False)
     assert default.shape == (7 * 9, 5)
+    # rows ordered by budget, then N, whatever the order of the budgets given
+    mixed = chinchilla_synthetic(
+        budgets=(1e20, 1e18), points_per_budget=3, noise=0.0, as_data=False
+    )
+    assert mixed["budget"].tolist() == [1e18] * 3 + [1e20] * 3
+    assert (np.diff(mixed["N"].to_numpy()[:3]) > 0).all()
 
 
 def test_synthetic_sweep_spans_factor_8_around_optimum():

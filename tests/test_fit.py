@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import jax
 import numpy as np
 import numpyro.distributions as dist
 import pandas as pd
@@ -297,6 +298,27 @@ def test_bad_fit_requests_raise_typed_errors(synthetic):
         bs.fit(no_d, law="chinchilla")
     with pytest.raises(bs.ModelError, match="likelihood"):
         bs.fit(synthetic, law="chinchilla", likelihood="cauchy")
+
+
+def test_float32_opt_in_samples_in_float32(synthetic):
+    """dtype=float32 runs the sampler in float32 (the initial points were float64 and the
+    program traced with x64 on, so the whole chain ran in float64 on float32-rounded data)."""
+    from bayescale._fit import reference_point
+    from bayescale.infer.nuts import SamplerConfig, run_nuts
+
+    spec = bs.build_model("chinchilla")
+    logs = synthetic.log_inputs()
+    draws, _ = run_nuts(
+        spec,
+        SamplerConfig(num_warmup=20, num_samples=10, num_chains=1),
+        log_x={k: logs[k] for k in ("N", "D")},
+        ref=reference_point(synthetic, ("N", "D")),
+        log_loss=synthetic.log_loss,
+        rng_key=jax.random.PRNGKey(0),
+        dtype=np.float32,
+    )
+    assert {v.dtype for v in draws["samples"].values()} == {np.dtype(np.float32)}
+    assert draws["energy"].dtype == draws["step_size"].dtype == np.float32
 
 
 def test_float32_opt_in_agrees_with_float64(synthetic, synth_fit):

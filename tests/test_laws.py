@@ -113,3 +113,40 @@ def test_user_law_from_function_matches_numpy():
     np.testing.assert_allclose(got, 1.5 + 300.0 * N**-0.3, rtol=1e-12)
     with pytest.raises(ValueError, match="already registered"):
         bs.laws.register(law)
+
+
+def test_user_law_that_ignores_an_input_gives_one_value_per_point():
+    """A constant baseline law predicts one value per point (and per draw); its scalar output
+    made the model fail on an IndexError."""
+    law = bs.laws.from_function(
+        "test_constant", lambda N, a: a, inputs=("N",), priors={"a": dist.LogNormal(0.0, 1.0)}
+    )
+    log_n = np.log(np.array([1e6, 1e7, 1e8]))
+    np.testing.assert_allclose(np.asarray(law.predict({"a": 2.5}, {"N": log_n}, {})), [2.5] * 3)
+    draws = {"a": np.array([[2.0], [3.0]])}  # (draw, 1) against (point,)
+    assert np.asarray(law.predict(draws, {"N": log_n}, {})).shape == (2, 3)
+    spec = bs.build_model(law)
+    from numpyro.infer.util import log_density
+
+    ld, _ = log_density(spec, (), {"log_x": {"N": log_n}, "ref": {"N": 0.0, "loss": 0.0},
+                                         "log_loss": np.log([2.4, 2.5, 2.6])},
+                        {"a": 2.5, "sigma": 0.05})  # fmt: skip
+    assert np.isfinite(float(ld))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"priors": {"sigma": dist.HalfNormal(1.0)}}, r"parameter name\(s\) \['sigma'\] are taken"),
+        ({"priors": {"N": dist.HalfNormal(1.0)}}, r"\['N'\] are taken"),
+        ({"priors": {"a": 1.0}}, r"prior of 'a' must be a NumPyro distribution instance"),
+        ({"priors": {"a": dist.LogNormal}}, r"prior of 'a' must be a NumPyro distribution"),
+    ],
+)
+def test_user_law_with_bad_names_or_priors_is_refused_up_front(kwargs, match):
+    """These failed deep in NumPyro (duplicate site names, 'float' has no attribute
+    'support', a class where an instance belongs)."""
+    with pytest.raises(ValueError, match=match):
+        bs.laws.from_function("test_bad", lambda N, **p: N, inputs=("N",), **kwargs)
+    with pytest.raises(ValueError, match="appear more than once"):
+        bs.Law("twice", ("N",), (bs.Parameter("a", None), bs.Parameter("a", None)), lambda *a: 0)

@@ -482,6 +482,24 @@ def test_map_is_the_posterior_mode():
     assert pf.params["alpha"] == pytest.approx(ls.params["alpha"], rel=0.05)
 
 
+def test_map_of_an_accuracy_law_with_padded_rows():
+    """The beta likelihood's MAP on 10 points (padded to a row bucket of 16): the padding
+    held log accuracy 0 (accuracy 1, log density -inf), so 0 x -inf = NaN stalled every
+    start. It now converges to the mode of the model's own density."""
+    C = np.geomspace(1e18, 1e22, 10)
+    rng = np.random.default_rng(0)
+    acc = 0.25 + 0.5 / (1 + np.exp(-1.2 * (np.log(C) - np.log(1e20))))
+    acc = acc + 0.01 * rng.standard_normal(C.size)
+    data = bs.from_arrays(C=C, loss=acc)
+    pf = optimize(data, "sigmoid_c", objective="map", likelihood="beta")
+    assert pf.converged and np.isfinite(pf.value)
+    spec = bs.build_model("sigmoid_c", likelihood="beta")
+    args = ({"C": jnp.asarray(np.log(C))}, pf.ref, jnp.asarray(data.log_loss))
+    point = {k: jnp.asarray(v) for k, v in pf.sampled_params.items()}
+    lp, _ = log_density(spec, args, {}, point)
+    assert -float(lp) == pytest.approx(pf.value, rel=1e-8)
+
+
 # --------------------------------------------------------------------------------------------
 # Convergence policy, compilation, errors
 # --------------------------------------------------------------------------------------------

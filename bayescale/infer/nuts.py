@@ -184,6 +184,7 @@ def _make_runner(spec: ModelSpec, config: SamplerConfig):
     def run(rng_key, log_x, ref, log_loss, mask):
         init_key, chain_key = jax.random.split(rng_key)
         inits = dispersed_init(spec, ref, init_key, config.num_chains)
+        inits = {k: v.astype(log_loss.dtype) for k, v in inits.items()}  # float32 opt-in
         keys = jax.random.split(chain_key, config.num_chains)
         data = (log_x, ref, log_loss, mask)
         method = resolve_chain_method(config)
@@ -272,7 +273,10 @@ def run_nuts(
     compile_s = 0.0
     if key not in _EXECUTABLES:
         start = time.perf_counter()
-        _EXECUTABLES[key] = compiled_sampler(spec, config).lower(*args).compile()
+        # float32 is traced with x64 off, as the batch engine does: under x64 the float64
+        # initial points and constants promote the whole chain back to float64.
+        with jax.enable_x64(np.dtype(dtype) != np.float32):
+            _EXECUTABLES[key] = compiled_sampler(spec, config).lower(*args).compile()
         compile_s = time.perf_counter() - start
     start = time.perf_counter()
     out = jax.block_until_ready(_EXECUTABLES[key](*args))

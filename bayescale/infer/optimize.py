@@ -1771,9 +1771,11 @@ def optimize(
     log_x = {k: np.asarray(logs[k], dtype=np.float64) for k in law.inputs}
     y = np.asarray(data.log_loss, dtype=np.float64)
     n = y.shape[0]
-    # pad the rows to a size bucket with zero case weights: one program serves many data sizes
+    # pad the rows to a size bucket with zero case weights: one program serves many data sizes.
+    # The padded rows repeat a real observation: a weight of 0 times a log density of -inf
+    # (a log accuracy of 0, accuracy 1, under the beta likelihood) is NaN, not 0.
     pad = _row_bucket(n) - n
-    y_p = np.concatenate([y, np.zeros(pad)])
+    y_p = np.concatenate([y, np.full(pad, y[0])])
     log_x_p = {k: np.concatenate([v, np.full(pad, ref[k])]) for k, v in log_x.items()}
     base = np.concatenate([np.ones(n), np.zeros(pad)])[None, :]
     ftol = 1e-4 * float(tol)

@@ -64,6 +64,11 @@ def _identity_natural(params: Mapping[str, Any], ref: Reference) -> dict[str, An
     return dict(params)
 
 
+#: Site names of the model around a law (noise scale, Student-t degrees of freedom, the
+#: observations): no law parameter may take them.
+RESERVED_SITES = ("sigma", "nu", "obs", "obs_plate")
+
+
 @dataclass(frozen=True, eq=False)
 class Law:
     """A parametric scaling law.
@@ -109,6 +114,16 @@ class Law:
         bad = [x for x in self.inputs if x not in INPUTS]
         if bad:
             raise ValueError(f"law {self.name!r}: unknown inputs {bad}; use {', '.join(INPUTS)}")
+        names = [p.name for p in self.parameters]
+        taken = [n for n in names if n in RESERVED_SITES or n in INPUTS]
+        if taken:
+            raise ValueError(
+                f"law {self.name!r}: parameter name(s) {taken} are taken (the model's sites "
+                f"{', '.join(RESERVED_SITES)} and the inputs {', '.join(INPUTS)}); rename them"
+            )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"law {self.name!r}: parameter(s) {twice} appear more than once")
         if not self.natural_names:
             object.__setattr__(self, "natural_names", self.param_names)
 

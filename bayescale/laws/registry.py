@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .base import Law, Parameter
+from .base import Law, Parameter, _is_distribution
 from .broken import bnsl_1, bnsl_1_c, bnsl_1_n, bnsl_2, bnsl_2_c, bnsl_2_n
 from .chinchilla import chinchilla, kaplan_nd
 from .datablations import datablations
@@ -102,11 +102,21 @@ def from_function(
     ...     priors={"E": dist.LogNormal(0, 1), "A": dist.LogNormal(3, 3), "alpha": dist.LogNormal(-1, 1)})
     >>> _ = bs.laws.register(law, overwrite=True)
     """
+    for k, v in priors.items():
+        if isinstance(v, type) or not (_is_distribution(v) or callable(v)):
+            raise ValueError(
+                f"law {name!r}: the prior of {k!r} must be a NumPyro distribution instance "
+                f"(e.g. dist.LogNormal(0, 1)) or a callable ref -> distribution, got {v!r}"
+            )
     params = tuple(Parameter(k, v, "user-defined") for k, v in priors.items())
 
     def log_predict(p, log_x, ref):
         values = {k: jnp.exp(log_x[k]) for k in inputs}
-        return jnp.log(fn(**values, **p))
+        out = fn(**values, **p)
+        # a law that ignores (part of) its inputs, e.g. a constant, still gives one value per
+        # point (and per draw)
+        shape = jnp.broadcast_shapes(jnp.shape(out), *(jnp.shape(v) for v in values.values()))
+        return jnp.log(jnp.broadcast_to(out, shape))
 
     return Law(
         name=name,
