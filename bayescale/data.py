@@ -48,6 +48,8 @@ _SUFFIX_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*
 _THOUSANDS_RE = re.compile(r"^\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][+-]?\d+)?\s*$")
 _DECIMAL_RE = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
 _STEP_RE = re.compile(r"(^|[^a-z])(steps?|checkpoints?|ckpt|iterations?|iters?)([^a-z]|$)")
+#: :func:`_parse_str`'s answer for text that is no number and gets no hint.
+_NOT_A_NUMBER = "is not a number"
 _LOSS_PERPLEXITY = 15.0
 _C_RATIO = (0.5, 2.0)
 _DEFAULTS = {"N": "N", "D": "D", "C": "C", "U": "U", "loss": "loss", "curve": None, "run": None}
@@ -160,7 +162,7 @@ def _parse_str(text: str, parse_suffixes: bool) -> float | str:
         return f'uses "," as a thousands separator; {thousands} to read_csv'
     if _DECIMAL_RE.match(text):
         return f'uses "," as the decimal mark; {decimal} to read_csv'
-    return "is not a number"
+    return _NOT_A_NUMBER
 
 
 def _column(
@@ -183,7 +185,7 @@ def _column(
         for row, value in enumerate(items):
             if isinstance(value, bytes):
                 value = value.decode(errors="replace")
-            why = "is not a number"
+            why = _NOT_A_NUMBER
             if isinstance(value, str):
                 parsed = _parse_str(value, parse_suffixes)
                 why, value = (why, parsed) if isinstance(parsed, float) else (parsed, value)
@@ -467,6 +469,11 @@ def _build(
 _GENERIC_ALIASES = frozenset({"data", "unique", "n", "d", "c", "u", "l"})
 
 
+def _explicit_columns(spec: Mapping[str, Any]) -> set[str]:
+    """Columns the user named for some role (any value other than the role's default)."""
+    return {c for r, v in spec.items() if v is not None and v != _DEFAULTS[r] for c in _as_list(v)}
+
+
 def _holds_no_number(values: pd.Series) -> bool:
     """Some cell is text or a boolean, and none is a number or a string that reads as one or
     gets a hint (a suffix, a thousands separator, a decimal comma); missing cells count as
@@ -482,7 +489,7 @@ def _holds_no_number(values: pd.Series) -> bool:
         elif isinstance(value, numbers.Real | decimal.Decimal):
             return False
         elif isinstance(value, str | bytes):
-            if _parse_str(str(value), False) != "is not a number":
+            if _parse_str(str(value), False) != _NOT_A_NUMBER:
                 return False
             text = True
         else:
@@ -500,9 +507,7 @@ def text_alias_columns(df: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, s
     default name, and that hold no number: :func:`from_dataframe` leaves them out. Decided
     on the whole table, so that every curve cut from it is read alike."""
     labels = [str(c) for c in df.columns]
-    explicit = {
-        c for r, v in spec.items() if v is not None and v != _DEFAULTS[r] for c in _as_list(v)
-    }
+    explicit = _explicit_columns(spec)
     out = {}
     for role, wanted in spec.items():
         if role not in _ALIASES or wanted != _DEFAULTS[role] or wanted in labels:
@@ -541,9 +546,7 @@ def _resolve(
     listing = ", ".join(repr(c) for c in labels)
     counts = pd.Series(labels).value_counts()
     duplicated = set(counts[counts > 1].index)
-    explicit = {
-        c for r, v in spec.items() if v is not None and v != _DEFAULTS[r] for c in _as_list(v)
-    }
+    explicit = _explicit_columns(spec)
     out: dict[str, list[str]] = {}
     for role, wanted in spec.items():
         if wanted is None:

@@ -901,14 +901,14 @@ def prob_beats(
     log_mu = post.log_mean({k: v.reshape(-1) for k, v in vals.items()})  # (S, M)
     higher = post.fit is not None and post.fit.spec.likelihood in PROPORTION_LIKELIHOODS
     if not predictive:
-        below = np.mean(log_mu < math.log(target), axis=0)
-        p = np.mean(log_mu > math.log(target), axis=0) if higher else below
+        beats = log_mu > math.log(target) if higher else log_mu < math.log(target)
+        p = np.mean(beats, axis=0)
     else:
         if post.fit is None:
             raise ValueError("predictive=True needs a Fit (constants carry no noise model)")
-        below = _predictive_cdf(post.fit, log_mu, target).mean(axis=0)
-        p = 1.0 - _predictive_cdf(post.fit, log_mu, target, strict=False).mean(axis=0)
-        p = p if higher else below
+        # below: P(y < target); above: 1 - P(y <= target)
+        cdf = _predictive_cdf(post.fit, log_mu, target, strict=not higher).mean(axis=0)
+        p = 1.0 - cdf if higher else cdf
     p = p.reshape(shape)
     return float(p) if p.ndim == 0 else p
 

@@ -964,10 +964,11 @@ def plot_residuals(
     res = np.log(data.loss) - med
     sigma = float(np.median(fit.samples["sigma"]))
     scale = _log_noise_scale(fit.spec, med, sigma)  # sd of a log residual, per point
+    constant = fit.spec.likelihood in _LOG_SCALE_NOISE
     order = np.argsort(xv, kind="stable")
     for m, alpha in ((2, 0.08), (1, 0.12)):
-        if np.ptp(scale) <= 1e-12 * scale.max():
-            ax.axhspan(-m * scale[0], m * scale[0], color="0.5", alpha=alpha, lw=0, zorder=0)
+        if constant:
+            ax.axhspan(-m * sigma, m * sigma, color="0.5", alpha=alpha, lw=0, zorder=0)
         else:  # the noise of a loss (normal) or an accuracy (beta, binomial) varies with it
             band = m * scale[order]
             ax.fill_between(xv[order], -band, band, color="0.5", alpha=alpha, lw=0, zorder=0)
@@ -991,7 +992,7 @@ def plot_residuals(
     ax.set_xscale("log")
     ax.set_xlabel(_LABELS[x])
     ax.set_ylabel("log(observed / fitted)")
-    varies = "" if fit.spec.likelihood in _LOG_SCALE_NOISE else " at each run's fitted value"
+    varies = "" if constant else " at each run's fitted value"
     ax.set_title(
         f"Residuals of {fit.law.name} ({fit.spec.likelihood}); bands ±1σ, ±2σ{varies} "
         f"(σ = {sigma:.3g})" + _state(fit),
