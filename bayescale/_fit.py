@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .data import DataError, ScalingData, as_scaling_data
@@ -40,13 +41,32 @@ def check_seed(seed: Any, name: str = "rng_key") -> int:
     return int(seed)
 
 
-def _rng_key(rng_key: Any) -> tuple[Any, int | None]:
+def as_key(rng_key: Any) -> tuple[np.ndarray, int | None]:
+    """``rng_key`` as a raw ``uint32`` key array, and the seed when it was an integer.
+
+    Accepts an integer seed (``None`` is 0), a typed key (``jax.random.key``) or a raw key
+    (``jax.random.PRNGKey``): one rule for ``fit``, ``fit_many`` and ``fit_pooled``.
+
+    >>> key, seed = as_key(jax.random.key(7))
+    >>> key.dtype.name, seed, bool((key == as_key(7)[0]).all())
+    ('uint32', None, True)
+    """
     if rng_key is None:
         rng_key = 0
-    if isinstance(rng_key, int | np.integer):
+    if isinstance(rng_key, int | np.integer | bool | np.bool_):
         seed = check_seed(rng_key)
-        return jax.random.PRNGKey(seed), seed
-    return rng_key, None
+        return np.asarray(jax.random.PRNGKey(seed)), seed
+    if isinstance(rng_key, jax.Array) and jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+        if rng_key.shape != ():
+            raise ValueError(f"rng_key must be one JAX key, got an array of shape {rng_key.shape}")
+        return np.asarray(jax.random.key_data(rng_key)), None
+    raw = np.asarray(rng_key) if isinstance(rng_key, jax.Array | np.ndarray) else None
+    if raw is None or raw.dtype != np.uint32 or raw.ndim != 1:
+        raise ValueError(
+            f"rng_key must be an integer seed or a JAX key (jax.random.key or "
+            f"jax.random.PRNGKey), got {rng_key!r}"
+        )
+    return raw, None
 
 
 def fit(
@@ -161,7 +181,7 @@ def fit(
     np_dtype = np.float64 if dtype == "float64" else np.float32
     ref = reference_point(data, law.inputs)
     log_x = {k: v for k, v in data.log_inputs().items() if k in law.inputs}
-    key, seed = _rng_key(rng_key)
+    key, seed = as_key(rng_key)
     config = SamplerConfig(
         num_warmup=int(num_warmup),
         num_samples=int(num_samples),

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import _arviz_compat as azc
-from ._fit import _validate_config, check_seed, reference_point
+from ._fit import _validate_config, as_key, reference_point
 from .data import (
     _DEFAULTS,
     DataError,
@@ -67,6 +67,7 @@ from .results import (
     convergence_of,
     depth_hits,
     name_list,
+    stuck_chains,
 )
 
 __all__ = ["BatchFit", "fit_many", "load_batch", "synthetic_curves"]
@@ -175,15 +176,9 @@ def _split_curves(
 
 
 def _rng_keys(rng_key: Any, num: int) -> tuple[np.ndarray, int | None]:
-    seed = None
-    if rng_key is None:
-        rng_key = 0
-    if isinstance(rng_key, int | np.integer):
-        seed = check_seed(rng_key)
-        rng_key = jax.random.PRNGKey(seed)
-    elif jnp.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
-        rng_key = jax.random.key_data(rng_key)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(rng_key, jnp.arange(num, dtype=jnp.uint32))
+    """One raw key per curve, folded from ``rng_key`` (:func:`~bayescale._fit.as_key`)."""
+    key, seed = as_key(rng_key)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num, dtype=jnp.uint32))
     return np.asarray(keys), seed
 
 
@@ -957,6 +952,7 @@ class BatchFit:
             retried=bool(self.retried[i]),
             depth_hits=self._depth_hits(i),
             max_tree_depth=self._curve_config(i).max_tree_depth,
+            stuck_chains=stuck_chains(self.sample_stats["energy"][i]),
         )
 
     def _site_diagnostics(self, i: int) -> tuple[dict, dict, dict, dict]:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import batch as _batch
-from ._fit import RETRY_TARGET_ACCEPT, _validate_config, check_seed, reference_point
+from ._fit import RETRY_TARGET_ACCEPT, _validate_config, as_key, reference_point
 from .data import DataError, ScalingData
 from .infer import batch as engine
 from .infer.nuts import SamplerConfig
@@ -320,8 +320,7 @@ def fit_pooled(
     pooled = PooledSpec(spec, share, centred=bool(centred))
     dim = 2 * len(share) + index.size * len(spec.site_names)
     config = SamplerConfig(**{**config.__dict__, "dense_mass": mass == "block"})
-    key = _joint_key(rng_key)
-    seed = int(rng_key) if isinstance(rng_key, int | np.integer) else None
+    key, seed = as_key(rng_key)
 
     from tqdm.auto import tqdm
 
@@ -452,16 +451,6 @@ def fit_many_pooled(
     if dtype != "float64":
         raise PoolingError(f"pooling runs in float64 only, got dtype={dtype!r}")
     return fit_pooled(data, law, pooling=pooling, share=share, **kwargs)
-
-
-def _joint_key(rng_key: Any):
-    if rng_key is None:
-        rng_key = 0
-    if isinstance(rng_key, int | np.integer):
-        return np.asarray(jax.random.PRNGKey(check_seed(rng_key)))
-    if jnp.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
-        return np.asarray(jax.random.key_data(rng_key))
-    return np.asarray(rng_key)
 
 
 def _unpack(draws, pooled: PooledSpec, ref, index, num, config):

@@ -80,6 +80,11 @@ class Convergence:
         Share of the kept draws whose NUTS trajectory was built to the full tree-depth cap
         (``2**max_tree_depth - 1`` leapfrog steps, :func:`depth_hits`), and that cap (0 when
         unknown).
+    stuck_chains
+        Chains whose energy is finite at no draw: they never left a start where the log
+        density is not finite (no prior draw tried gave a finite one,
+        :func:`bayescale.infer.nuts.finite_init`), typically a law whose loss is <= 0, NaN or
+        inf where its priors reach.
     """
 
     max_rhat: float
@@ -94,6 +99,7 @@ class Convergence:
     disagreement: str = ""
     depth_hits: float = 0.0
     max_tree_depth: int = 0
+    stuck_chains: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -101,6 +107,12 @@ class Convergence:
         R-hat or ESS misses it and trees hit the depth cap (:attr:`deep_trees`), the last
         entry says so and names a deeper cap."""
         out = []
+        if self.stuck_chains:
+            out.append(
+                f"{self.stuck_chains} chain(s) never moved: the log density is not finite at "
+                "their start nor at any prior draw tried (does the law give a loss <= 0, NaN "
+                "or inf where its priors reach?)"
+            )
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
         if not self.max_rhat <= RHAT_MAX:
@@ -129,6 +141,8 @@ class Convergence:
         if self.converged:
             return ""
         out = []
+        if self.stuck_chains:
+            out.append("check that the law's loss is positive and finite wherever its priors reach")
         if self.disagreement:
             out.append(f"the data may not identify {self.worst_rhat}: check the law and its priors")
         if self.deep_trees:
@@ -176,7 +190,7 @@ class Convergence:
     @property
     def status(self) -> str:
         """``ok``, ``divergences``, ``rhat_high``, ``ess_low`` or ``bfmi_low`` (first problem)."""
-        if self.divergences:
+        if self.divergences or self.stuck_chains:
             return "divergences"
         if not self.max_rhat <= RHAT_MAX:
             return "rhat_high"
@@ -269,6 +283,16 @@ def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
     return float(np.mean(at_depth_cap(steps, max_tree_depth)))
 
 
+def stuck_chains(energy: np.ndarray) -> int:
+    """Chains (axis -2 of ``energy``: chain, draw) whose energy is finite at no draw.
+
+    >>> stuck_chains(np.array([[1.0, 2.0], [np.nan, np.nan]]))
+    1
+    """
+    e = np.asarray(energy)
+    return int(np.sum(~np.any(np.isfinite(e), axis=-1))) if e.size else 0
+
+
 def convergence_of(
     draws: Mapping[str, np.ndarray],
     rhat: Mapping[str, float],
@@ -284,6 +308,7 @@ def convergence_of(
     retried: bool,
     depth_hits: float = 0.0,
     max_tree_depth: int = 0,
+    stuck_chains: int = 0,
 ) -> Convergence:
     """The :class:`Convergence` of a fit, naming the worst parameters of the per-parameter
     diagnostics ``rhat``, ``ess_bulk``, ``ess_tail`` (shared by single fits and the curves of
@@ -307,6 +332,7 @@ def convergence_of(
         disagreement=disagreement,
         depth_hits=float(depth_hits),
         max_tree_depth=int(max_tree_depth),
+        stuck_chains=int(stuck_chains),
     )
 
 
@@ -354,6 +380,7 @@ def diagnose(
         retried=retried,
         depth_hits=hits,
         max_tree_depth=max_tree_depth if known else 0,
+        stuck_chains=stuck_chains(energy),
     )
     return table, conv
 

@@ -250,17 +250,39 @@ def test_tree_depth_note_only_explains_slow_mixing():
 def test_seeds_beyond_a_c_long_are_a_value_error():
     """JAX's PRNGKey takes a C long; a larger integer seed was an OverflowError from deep in
     JAX (a traceback in the CLI), and a bool is not a seed."""
-    from bayescale._fit import _rng_key, check_seed
+    from bayescale._fit import as_key, check_seed
     from bayescale.batch import _rng_keys
 
     assert check_seed(2**63 - 1) == 2**63 - 1 and check_seed(np.int64(-5)) == -5
     for bad in (2**63, -(2**63) - 1, 10**20):
         with pytest.raises(ValueError, match=r"seed .* is outside \[-2\*\*63, 2\*\*63\)"):
-            _rng_key(bad)
+            as_key(bad)
         with pytest.raises(ValueError, match="outside"):
             _rng_keys(bad, 3)
     with pytest.raises(ValueError, match="must be an integer seed"):
         check_seed(True)
+
+
+def test_every_fit_takes_a_typed_jax_key_as_its_integer_seed():
+    """``jax.random.key`` (JAX's typed keys) was a TypeError in ``bs.fit`` (NumPy cannot
+    hold it), while ``fit_many`` and ``fit_pooled`` took it: one rule (``as_key``) now
+    serves all three, and a typed key gives the draws of the integer seed it holds."""
+    from bayescale._fit import as_key
+
+    for bad in ("abc", 1.5, np.zeros(2, np.float32), jax.random.split(jax.random.key(0), 2)):
+        with pytest.raises(ValueError, match="rng_key must be"):
+            as_key(bad)
+    data = bs.datasets.chinchilla_synthetic()
+    kw = {"law": "power_c", "num_warmup": 30, "num_samples": 30, "retry": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_seed = bs.fit(data, rng_key=5, **kw)
+        by_key = bs.fit(data, rng_key=jax.random.key(5), **kw)
+        by_raw = bs.fit(data, rng_key=jax.random.PRNGKey(5), **kw)
+    assert by_seed.seed == 5 and by_key.seed is None
+    for k in by_seed.samples:
+        np.testing.assert_array_equal(by_key.samples[k], by_seed.samples[k])
+        np.testing.assert_array_equal(by_raw.samples[k], by_seed.samples[k])
 
 
 def test_remedy_follows_the_failure_in_api_and_cli_words():

@@ -54,7 +54,7 @@ from scipy import stats
 from scipy.fft import next_fast_len
 
 from ..model import ModelSpec
-from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, nuts_chain
+from .nuts import SamplerConfig, _potential, _signature, _transforms, nuts_chain, start_points
 
 __all__ = [
     "bfmi",
@@ -122,10 +122,11 @@ def _make_batch_runner(spec: ModelSpec, config: SamplerConfig, devices: tuple[An
         # Same key derivation as the single fit (nuts.py): a curve's draws depend only on its
         # own key and data, never on which chunk or device it landed in.
         init_key, chain_key = jax.random.split(rng_key)
-        inits = dispersed_init(spec, ref, init_key, config.num_chains)
-        inits = {k: v.astype(log_loss.dtype) for k, v in inits.items()}
-        keys = jax.random.split(chain_key, config.num_chains)
         data = (log_x, ref, log_loss, mask)
+        inits = start_points(
+            spec, ref, init_key, config.num_chains, _potential(spec, data), log_loss.dtype
+        )
+        keys = jax.random.split(chain_key, config.num_chains)
         if config.chain_method == "sequential":
             draws = lax.map(lambda a: one_chain(a[0], a[1], data, target), (keys, inits))
         else:

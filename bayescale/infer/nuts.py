@@ -73,12 +73,15 @@ def _transforms(spec: ModelSpec, ref: Mapping[str, Any]) -> dict[str, Any]:
     return {name: biject_to(spec.prior(name, ref).support) for name in spec.site_names}
 
 
-def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, jnp.ndarray]:
+def dispersed_init(
+    spec: ModelSpec, ref, rng_key, num_chains: int, spread: float = 0.5
+) -> dict[str, jnp.ndarray]:
     """Dispersed initial points in unconstrained space, one per chain.
 
-    Each chain starts halfway between the unconstrained prior median (over 64 prior draws) and
-    its own prior draw: dispersed on the prior's scale, so R-hat can detect multimodality, but
-    away from the prior's extreme tails.
+    Each chain starts halfway (``spread``) between the unconstrained prior median (over 64
+    prior draws) and its own prior draw: dispersed on the prior's scale, so R-hat can detect
+    multimodality, but away from the prior's extreme tails. ``spread=1`` gives plain prior
+    draws (the fallback candidates of :func:`finite_init`).
     """
     out = {}
     keys = jax.random.split(rng_key, len(spec.site_names))
@@ -87,8 +90,108 @@ def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, 
         t = biject_to(prior.support)
         draws = t.inv(prior.sample(key, (64 + num_chains,)))
         centre = jnp.median(draws[:64], axis=0)
-        out[name] = centre + 0.5 * (draws[64:] - centre)
+        out[name] = centre + spread * (draws[64:] - centre)
     return out
+
+
+#: Prior draws tried, per chain, for a start whose dispersed point has no finite log density.
+INIT_TRIES = 16
+
+
+def _finite(pe):
+    """``u -> bool``: the potential ``pe`` and its gradient are finite at ``u``."""
+
+    def finite(u):
+        value, grad = jax.value_and_grad(pe)(u)
+        leaves = jax.tree_util.tree_leaves(grad)
+        return jnp.isfinite(value) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
+
+    return finite
+
+
+def _first_finite(x, candidates, ok, ok_candidates):
+    """Per chain (axis 0 of ``x``): ``x`` where ``ok``, else the first candidate (axis 0 of
+    ``candidates``: try) where ``ok_candidates``, else ``x``."""
+    first = jnp.argmax(ok_candidates, axis=0)
+    use = ~ok & jnp.any(ok_candidates, axis=0)
+    chosen = candidates[first, jnp.arange(first.shape[0])]
+    return jnp.where(use.reshape(use.shape + (1,) * (x.ndim - 1)), chosen, x)
+
+
+def finite_init(pe, inits, candidates):
+    """Each chain's start where the potential energy and its gradient are finite.
+
+    ``inits`` holds one point per chain (leading axis), ``candidates`` ``INIT_TRIES`` more
+    per chain (leading axes: try, chain). A chain keeps its dispersed point when the potential
+    ``pe`` and its gradient are finite there (so fits of well-behaved models are unchanged);
+    otherwise it starts at its first finite candidate. A chain with none keeps its point: it
+    then never moves, and the diagnostics say so (:attr:`Convergence.stuck_chains
+    <bayescale.results.Convergence.stuck_chains>`). Without this a user law that gives a loss
+    <= 0 (no log) at a start left that chain stuck there, every draw divergent, and R-hat
+    blamed the chains' disagreement. NumPyro's own initialisation retries in the same way
+    (``find_valid_initial_params``).
+    """
+    finite = _finite(pe)
+    ok = jax.vmap(finite)(inits)  # (chain,)
+    ok_c = jax.vmap(jax.vmap(finite))(candidates)  # (try, chain)
+    return jax.tree_util.tree_map(lambda x, c: _first_finite(x, c, ok, ok_c), inits, candidates)
+
+
+def finite_blocks(pe, inits, candidates, shared: str):
+    """:func:`finite_init` block by block, for a joint density that is a sum of independent
+    blocks given the ``shared`` one (the pooled model's curves given the population), where
+    a joint prior draw valid for every curve at once is rare.
+
+    For a chain whose start is not finite, each block whose gradient is not finite is
+    replaced by the first candidate block (with the chain's own ``shared`` block) whose
+    gradient is; chains with a finite start are unchanged. A block is judged by its gradient,
+    the only per-block part of one evaluation: a law's NaN or infinite log loss enters the
+    likelihood's residual and makes that gradient non-finite. A chain still not finite after
+    the repair is reported as stuck by the diagnostics.
+    """
+    grad = jax.grad(pe)
+
+    def block_ok(u):
+        return {k: jnp.all(jnp.isfinite(g)) for k, g in grad(u).items() if k != shared}
+
+    ok = jax.vmap(_finite(pe))(inits)  # (chain,)
+    ok_now = jax.vmap(block_ok)(inits)  # block -> (chain,)
+    mixed = dict(candidates)
+    if shared in inits:
+        mixed[shared] = jnp.broadcast_to(inits[shared], candidates[shared].shape)
+    ok_c = jax.vmap(jax.vmap(block_ok))(mixed)  # block -> (try, chain)
+    out = dict(inits)
+    for k in ok_now:
+        out[k] = _first_finite(inits[k], candidates[k], ok | ok_now[k], ok_c[k])
+    return out
+
+
+def candidate_starts(spec: ModelSpec, ref, rng_key, num_chains: int, dtype):
+    """``INIT_TRIES`` prior draws per chain (leading axes: try, chain) in ``dtype``, from a key
+    folded from ``rng_key``: the fallbacks of :func:`finite_init`."""
+    tries = dispersed_init(
+        spec, ref, jax.random.fold_in(rng_key, 1), INIT_TRIES * num_chains, spread=1.0
+    )
+    return {
+        k: v.reshape((INIT_TRIES, num_chains, *v.shape[1:])).astype(dtype) for k, v in tries.items()
+    }
+
+
+def start_points(spec: ModelSpec, ref, rng_key, num_chains: int, pe, dtype, tries=None):
+    """Dispersed starts (:func:`dispersed_init`) in ``dtype``, each moved to a finite one
+    (:func:`finite_init`) when its log density is not finite. The single-fit, batch and
+    pooled programs share it; the candidates use a key folded from ``rng_key``, so the
+    dispersed points, and every fit whose starts are all finite, are as before. ``tries``:
+    the candidates when the caller already drew them (:func:`candidate_starts`)."""
+    inits = {k: v.astype(dtype) for k, v in dispersed_init(spec, ref, rng_key, num_chains).items()}
+    if tries is None:
+        tries = candidate_starts(spec, ref, rng_key, num_chains, dtype)
+    return finite_init(pe, inits, tries)
+
+
+def _potential(spec: ModelSpec, data):
+    """The model's potential energy (negative log density) at an unconstrained point."""
+    return lambda u: potential_energy(spec, data, {}, u)
 
 
 def draw_record(state) -> dict[str, Any]:
@@ -113,10 +216,7 @@ def nuts_chain(spec: ModelSpec, config: SamplerConfig, key, init, data, target_a
     retries failed curves with a higher target without recompiling).
     """
 
-    def pe(u):
-        return potential_energy(spec, data, {}, u)
-
-    init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+    init_kernel, sample_kernel = hmc(potential_fn=_potential(spec, data), algo="NUTS")
     state = init_kernel(
         init,
         config.num_warmup,
@@ -183,10 +283,11 @@ def _make_runner(spec: ModelSpec, config: SamplerConfig):
 
     def run(rng_key, log_x, ref, log_loss, mask):
         init_key, chain_key = jax.random.split(rng_key)
-        inits = dispersed_init(spec, ref, init_key, config.num_chains)
-        inits = {k: v.astype(log_loss.dtype) for k, v in inits.items()}  # float32 opt-in
-        keys = jax.random.split(chain_key, config.num_chains)
         data = (log_x, ref, log_loss, mask)
+        inits = start_points(  # in the data's dtype: the float32 opt-in
+            spec, ref, init_key, config.num_chains, _potential(spec, data), log_loss.dtype
+        )
+        keys = jax.random.split(chain_key, config.num_chains)
         method = resolve_chain_method(config)
         if method == "vectorized":
             draws = jax.vmap(one_chain, (0, 0, None))(keys, inits, data)

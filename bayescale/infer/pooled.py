@@ -56,7 +56,16 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
 
 from ..model import ModelSpec
-from .nuts import SamplerConfig, _signature, _transforms, dispersed_init, run_kernel
+from .nuts import (
+    SamplerConfig,
+    _potential,
+    _signature,
+    _transforms,
+    candidate_starts,
+    finite_blocks,
+    run_kernel,
+    start_points,
+)
 
 __all__ = ["PooledSpec", "num_compiled", "population_moments", "run_pooled", "transform_name"]
 
@@ -314,12 +323,15 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
             lambda: None,
         )
 
-    def one_chain(chain, key, init, data, target):
+    def joint_potential(data):
         def pe(params):
             v, w = layout.from_params(params, num)
             return potential_energy(spec, data, {}, layout.sites(v, w))
 
-        init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
+        return pe
+
+    def one_chain(chain, key, init, data, target):
+        init_kernel, sample_kernel = hmc(potential_fn=joint_potential(data), algo="NUTS")
         state = init_kernel(
             init,
             config.num_warmup,
@@ -344,8 +356,16 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
         data = (log_x, ref, log_loss, mask)
         keys = jax.random.split(chain_key, config.num_chains)
         chains = jnp.arange(config.num_chains)
-        start = dispersed_init(spec, ref, init_key, config.num_chains)
-        inits = layout.to_params(*layout.stack(start))
+        dtype, pe = log_loss.dtype, _potential(spec, data)
+        tries = candidate_starts(spec, ref, init_key, config.num_chains, dtype)
+        start = start_points(spec, ref, init_key, config.num_chains, pe, dtype, tries)
+        # a joint prior draw is rarely valid for every curve at once: repair curve by curve
+        inits = finite_blocks(
+            joint_potential(data),
+            layout.to_params(*layout.stack(start)),
+            layout.to_params(*layout.stack(tries)),
+            "population",
+        )
         # Chains one after another: the joint model's gradient already fills the vector units,
         # and a vmapped NUTS would make every chain wait for the deepest tree.
         draws = lax.map(lambda a: one_chain(a[0], a[1], a[2], data, target), (chains, keys, inits))

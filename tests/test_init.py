@@ -1,0 +1,147 @@
+"""Chain starts: a start where the log density is not finite is replaced by a prior draw
+where it is (finite_init), and a chain that finds none is named by the diagnostics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.infer.nuts import INIT_TRIES, finite_blocks, finite_init
+from bayescale.results import ConvergenceWarning
+
+jax.config.update("jax_enable_x64", True)
+
+
+def test_finite_init_keeps_finite_starts_and_takes_the_first_finite_candidate():
+    # potential: finite only where x > 0 (log of a negative loss is NaN)
+    def pe(u):
+        return -jnp.log(u["x"]) + u["x"]
+
+    inits = {"x": jnp.array([0.5, -1.0, 2.0, -3.0])}
+    cand = np.full((INIT_TRIES, 4), -1.0)
+    cand[3, 1] = 7.0  # chain 1: first finite candidate is try 3 ...
+    cand[5, 1] = 9.0  # ... not this later one
+    cand[0, 0] = 4.0  # chain 0 is finite already: its candidates are ignored
+    # chain 3 has no finite candidate: it keeps its point
+    out = finite_init(pe, inits, {"x": jnp.asarray(cand)})
+    np.testing.assert_array_equal(np.asarray(out["x"]), [0.5, 7.0, 2.0, -3.0])
+
+
+def test_finite_init_checks_the_gradient_and_keeps_trailing_axes():
+    # value finite everywhere, gradient infinite at 0 (sqrt): a start at 0 is replaced
+    def pe(u):
+        return jnp.sum(jnp.sqrt(jnp.abs(u["w"])))
+
+    inits = {"w": jnp.array([[0.0, 1.0], [1.0, 1.0]])}  # (chain, curve)
+    cand = np.ones((INIT_TRIES, 2, 2)) * 2.0
+    out = finite_init(pe, inits, {"w": jnp.asarray(cand)})
+    np.testing.assert_array_equal(np.asarray(out["w"]), [[2.0, 2.0], [1.0, 1.0]])
+
+
+def test_finite_blocks_repairs_each_block_of_a_chain_whose_start_is_not_finite():
+    # a joint density: population p, blocks finite only where x > 0, entering a squared
+    # residual as a law's log loss does (so a NaN block has a NaN gradient)
+    def pe(u):
+        return u["population"] ** 2 + jnp.log(u["c0"]) ** 2 + jnp.log(u["c1"]) ** 2
+
+    inits = {
+        "population": jnp.array([1.0, 2.0]),
+        "c0": jnp.array([-1.0, 1.0]),  # chain 0: c0 invalid, c1 valid -> only c0 replaced
+        "c1": jnp.array([3.0, 1.0]),  # chain 1: valid, unchanged
+    }
+    cand = {
+        "population": jnp.full((INIT_TRIES, 2), 9.0),
+        "c0": jnp.full((INIT_TRIES, 2), -5.0).at[2, 0].set(0.25),
+        "c1": jnp.full((INIT_TRIES, 2), 8.0),
+    }
+    out = finite_blocks(pe, inits, cand, "population")
+    assert {k: np.asarray(v).tolist() for k, v in out.items()} == {
+        "population": [1.0, 2.0],
+        "c0": [0.25, 1.0],
+        "c1": [3.0, 1.0],
+    }
+
+
+def _lin_log(prior_a):
+    # L = a - b log(N / 1e6): a prior on a centred at 0 puts about half the dispersed starts
+    # where the loss is negative at the largest N
+    return bs.laws.from_function(
+        "lin_log_init_test",
+        lambda N, a, b: a - b * jnp.log(N / 1e6),
+        inputs=("N",),
+        priors={"a": prior_a, "b": dist.Normal(0.0, 0.3)},
+    )
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    n = np.geomspace(1e6, 1e9, 12)
+    loss = (3.0 - 0.1 * np.log(n / 1e6)) * np.exp(rng.normal(0.0, 0.01, n.size))
+    return pd.DataFrame({"N": n, "loss": loss})
+
+
+def test_a_user_law_negative_at_some_starts_still_converges():
+    # Before finite_init three of the four chains stayed at a start with a negative loss:
+    # 6,000 divergent draws and R-hat 9.4 blamed on the chains' disagreement.
+    data = _data()
+    fit = bs.fit(data, law=_lin_log(dist.Normal(0.0, 2.0)), rng_key=0, retry=False)
+    conv = fit.convergence
+    assert conv.converged, conv.problems
+    assert conv.stuck_chains == 0
+    # the truth (a = 3, b = 0.1) lies within 4 posterior sd
+    for name, truth in (("a", 3.0), ("b", 0.1)):
+        draws = fit.samples[name].ravel()
+        assert abs(draws.mean() - truth) < 4 * draws.std(), name
+
+
+def test_a_law_with_no_finite_start_is_named_not_blamed_on_mixing():
+    law = bs.laws.from_function(
+        "negative_init_test",
+        lambda N, a: -a * jnp.ones_like(N),
+        inputs=("N",),
+        priors={"a": dist.LogNormal(0.0, 1.0)},
+    )
+    with pytest.warns(ConvergenceWarning, match="never moved"):
+        fit = bs.fit(_data(), law=law, rng_key=0, retry=False, num_warmup=20, num_samples=20)
+    conv = fit.convergence
+    assert conv.stuck_chains == 4
+    assert conv.status == "divergences" and conv.fails_badly
+    assert conv.problems[0].startswith("4 chain(s) never moved")
+    assert "positive and finite" in conv.remedy()
+    with pytest.warns(ConvergenceWarning):
+        batch = bs.fit_many(
+            pd.concat([_data(0).assign(curve="a"), _data(1).assign(curve="b")]),
+            law=law,
+            curve="curve",
+            retry=False,
+            num_warmup=20,
+            num_samples=20,
+            progress=False,
+        )
+    assert [batch.convergence(k).stuck_chains for k in ("a", "b")] == [4, 4]
+    assert "never moved" in batch.message("a")
+
+
+def test_pooled_starts_are_repaired_curve_by_curve():
+    # a joint prior draw must give a positive loss on all four curves at once (about 1 in 40
+    # under this prior): before finite_blocks two of the four chains never moved
+    law = _lin_log(dist.Normal(0.0, 2.0))
+    frames = [_data(c).assign(curve=f"c{c}") for c in range(4)]
+    pooled = bs.pooling.fit_pooled(
+        pd.concat(frames),
+        law=law,
+        share="b",
+        curve="curve",
+        progress=False,
+        rng_key=0,
+        num_warmup=300,
+        num_samples=300,
+        retry=False,
+    )
+    for c in range(4):
+        assert pooled.convergence(f"c{c}").stuck_chains == 0
+        draws = pooled[f"c{c}"].samples["a"].ravel()
+        assert abs(draws.mean() - 3.0) < 4 * draws.std()
