@@ -426,6 +426,8 @@ def fit_many(
         for k, v in reference_point(datas[i], law.inputs).items():
             refs[k][i] = v
     keys, seed = _rng_keys(rng_key, num)
+    if isinstance(devices, jax.Device):  # one device: jax.devices()[0]
+        devices = (devices,)
     devices = tuple(jax.local_devices() if devices is None else devices)
     state = _Sampled(num, config, spec)
     runner = _Runner(spec, config, datas, refs, keys, devices, dtype, client, batch_size, progress)
@@ -880,7 +882,9 @@ class BatchFit:
         return iter(self.curve_ids)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index  # type: ignore[attr-defined]
+        """Whether a curve has the id ``key`` (compared as a string, as :meth:`index` does:
+        ``7 in batch`` for an integer curve column)."""
+        return str(key) in self._index  # type: ignore[attr-defined]
 
     @property
     def num_chains(self) -> int:
@@ -908,7 +912,7 @@ class BatchFit:
         ``allow_unconverged=True``. False for curves not fitted."""
         out = np.zeros(len(self), dtype=bool)
         for i in np.flatnonzero(self.fitted & ~self.converged):
-            out[i] = self.convergence(i).fails_badly
+            out[i] = self._convergence(i).fails_badly
         return _readonly(out)
 
     @cached_property
@@ -923,10 +927,27 @@ class BatchFit:
         return MappingProxyType({k: _readonly(v) for k, v in out.items()})
 
     def index(self, key: str | int) -> int:
-        """Position of a curve id (ints pass through)."""
+        """Position of a curve id (ints are positions).
+
+        Curve ids are strings (an integer curve column's 7 is the id ``'7'``). An int that is
+        also a curve id at another position is refused as ambiguous, instead of silently
+        picking the curve at that position.
+        """
         if isinstance(key, int | np.integer):
+            named = self._index.get(str(key))  # type: ignore[attr-defined]
             if not -len(self) <= key < len(self):
-                raise IndexError(f"curve index {key} out of range for {len(self)} curves")
+                hint = (
+                    f"; the curve with id {str(key)!r} is batch[{str(key)!r}]"
+                    if named is not None
+                    else ""
+                )
+                raise IndexError(f"curve index {key} out of range for {len(self)} curves{hint}")
+            if named is not None and named != int(key) % len(self):
+                raise KeyError(
+                    f"{key} is ambiguous: the curve with id {str(key)!r} is at position "
+                    f"{named}, and position {key} holds curve {self.curve_ids[key]!r}; pass "
+                    f"the id as a string, batch[{str(key)!r}], or batch[batch.curve_ids[{key}]]"
+                )
             return int(key) % len(self)
         try:
             return self._index[str(key)]  # type: ignore[attr-defined]
@@ -935,7 +956,11 @@ class BatchFit:
 
     def convergence(self, key: str | int) -> Convergence:
         """The :class:`~bayescale.results.Convergence` of one curve."""
-        i = self.index(key)
+        return self._convergence(self.index(key))
+
+    def _convergence(self, i: int) -> Convergence:
+        """:meth:`convergence` of the curve at position ``i`` (internal loops use positions,
+        which :meth:`index` may refuse as ambiguous with integer curve ids)."""
         d = self.diagnostics
         draws, rhat, bulk, tail = self._site_diagnostics(i)
         return convergence_of(
@@ -981,9 +1006,11 @@ class BatchFit:
     def message(self, key: str | int) -> str:
         """Why a curve was not fitted, or why its fit misses the convergence policy (which
         criterion, on which parameter, and whether its chains disagree); empty when it met it."""
-        i = self.index(key)
+        return self._message(self.index(key))
+
+    def _message(self, i: int) -> str:
         if self.status[i] != "ok" and self.fitted[i]:
-            return "; ".join(self.convergence(i).problems)
+            return "; ".join(self._convergence(i).problems)
         return self.messages[i]
 
     def __getitem__(self, key: str | int) -> Fit:
@@ -1033,7 +1060,7 @@ class BatchFit:
             sample_stats=stats,
             config=self._curve_config(i),
             diagnostics=table,
-            convergence=self.convergence(i),
+            convergence=self._convergence(i),
             timing={},
             seed=self.seed,
         )
@@ -1110,7 +1137,7 @@ class BatchFit:
         out["divergences"] = d["divergences"]
         out["min_bfmi"] = d["min_bfmi"]
         out["retried"] = self.retried
-        out["message"] = [self.message(i) for i in range(len(self.curve_ids))]
+        out["message"] = [self._message(i) for i in range(len(self.curve_ids))]
         out["identifiability"] = ["; ".join(w) for w in self.identifiability]
         out.attrs["prob"] = prob
         return out
@@ -1183,7 +1210,7 @@ class BatchFit:
         log_x = {k: jnp.log(jnp.asarray(vals[k])) for k in self.law.inputs}
         refused = np.zeros(num, dtype=bool) if allow_unconverged else self.fails_badly
         reasons = {  # why each refused curve is refused
-            self.curve_ids[i]: "; ".join(self.convergence(i).problems)
+            self.curve_ids[i]: "; ".join(self._convergence(i).problems)
             for i in np.flatnonzero(refused)
         }
         fitted = np.flatnonzero(self.fitted & ~refused)

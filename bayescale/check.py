@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import numbers
 import re
 import time
 import uuid
@@ -123,18 +122,27 @@ def _cut_label(cut: float) -> str:
     return short if float(short) == float(cut) else repr(float(cut))
 
 
-def _check_probs(prob: float | Sequence[float]) -> tuple[float, ...]:
-    scalar = isinstance(prob, numbers.Real) or (isinstance(prob, np.ndarray) and prob.ndim == 0)
-    probs = (prob,) if scalar else tuple(prob)
-    if not probs:
-        raise ValueError("prob must name at least one interval mass")
+def interval_masses(prob: Any) -> tuple[float, ...]:
+    """``prob`` (one mass: a number, a 0-d NumPy or JAX array, a Decimal; or a sequence of
+    them) as floats, each checked to lie in (0, 1). Shared by the checks and the plots."""
+    try:
+        probs = tuple(float(p) for p in ((prob,) if np.ndim(prob) == 0 else prob))
+    except (TypeError, ValueError):
+        raise ValueError(f"interval masses must be numbers in (0, 1), got {prob!r}") from None
     for p in probs:
         if not 0 < p < 1:
             raise ValueError(f"interval masses must lie in (0, 1), got {p!r}")
+    return probs
+
+
+def _check_probs(prob: float | Sequence[float]) -> tuple[float, ...]:
+    probs = interval_masses(prob)
+    if not probs:
+        raise ValueError("prob must name at least one interval mass")
     labels = [round(100 * p) for p in probs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"interval masses {probs} round to the same percentage")
-    return tuple(float(p) for p in probs)
+    return probs
 
 
 def _pct(p: float) -> int:
@@ -312,6 +320,7 @@ def backtest_points(
                 f"(present: {', '.join(data.inputs)})",
                 column=axis,
             )
+        cuts = [cuts] if np.ndim(cuts) == 0 else list(cuts)  # one cut: 0.1
         for cut in cuts:
             if not 0 < cut < 1:
                 raise ValueError(f"cuts must lie in (0, 1), got {cut!r}")
@@ -493,7 +502,7 @@ def summarize(points: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     """
     if by is None:
         by = [c for c in ("dataset", "curve", "cut", "law", "likelihood") if c in points]
-    by = list(by)
+    by = [by] if isinstance(by, str) else list(by)
     cover = sorted(
         {int(m.group(1)) for c in points.columns if (m := re.fullmatch(r"lower(\d+)", c))}
     )
@@ -1798,7 +1807,7 @@ def sbc(
         status[rows] = batch.status
         retried[rows] = batch.retried
         for j, i in enumerate(rows):
-            messages[i] = batch.message(j)
+            messages[i] = batch.message(batch.curve_ids[j])
         bd = batch.diagnostics
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -43,7 +43,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps JAX out of the import
     import pandas as pd
@@ -932,6 +932,16 @@ def _data_options() -> argparse.ArgumentParser:
     return parent
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with the CLI's one-line errors: a usage error prints ``bayescale: error:
+    <what> (see <command> --help)`` on stderr, not the whole usage block, and exits 2, as a
+    data error does."""
+
+    def error(self, message: str) -> NoReturn:
+        what = " ".join(str(message).split())
+        self.exit(2, f"{PROG}: error: {what} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bayescale`` argument parser (``demo``, ``fit``, ``fit-many``, ``optimal``, ``laws``, ``bench``).
 
@@ -947,7 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
     ('chinchilla', ['N=70B,D=1.4T'])
     """
     k = min(4, os.cpu_count() or 1)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Bayesian neural scaling laws: fit, forecast with credible intervals, plan.",
         epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),

@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from . import _arviz_compat as azc
-from .data import DataError, ScalingData, as_scaling_data
+from .data import DataError, ScalingData, as_scaling_data, check_positive_targets
 from .infer.nuts import log_likelihood
 from .results import ConvergenceWarning, ExtrapolationWarning, Fit
 
@@ -253,7 +253,10 @@ def holdout_split(
             x = getattr(data, k)
             if x is None:
                 raise DataError(f"cannot cut on {k}: the data has no {k!r}", column=k)
-            held |= x >= float(v)
+            cut = check_positive_targets(k, v).reshape(-1)  # 1e21, "1e21", [1e21], 10**21
+            if cut.size != 1:
+                raise DataError(f"the cut {k}= must be one value, got {cut.size}", column=k)
+            held |= x >= cut[0]
     if held.all() or not held.any():
         raise DataError(
             f"the split holds out {int(held.sum())} of {len(data)} runs; both parts must be "

@@ -191,6 +191,10 @@ def _column(
                 why, value = (why, parsed) if isinstance(parsed, float) else (parsed, value)
             elif value is None or value is pd.NA or value is pd.NaT:
                 value = np.nan
+            elif getattr(value, "ndim", None) == 0 and getattr(
+                getattr(value, "dtype", None), "kind", None
+            ) in ("i", "u", "f"):  # a 0-d NumPy or JAX array, e.g. a loss from a JAX loop
+                value = value.item()
             if isinstance(value, decimal.Decimal):  # exact: float() would give inf, or raise
                 if value.is_nan():
                     value = np.nan  # also a signalling NaN
@@ -877,7 +881,17 @@ def as_scaling_data(obj: Any, **kwargs: Any) -> ScalingData:
     if isinstance(obj, Mapping):
         if not kwargs and set(obj) <= {*_ROLES, "curve", "run"}:
             return from_arrays(**obj)
-        return from_dataframe(pd.DataFrame(dict(obj)), **kwargs)
+        # rows pair by position, as from_arrays pairs them: a Series' index is not aligned
+        cols = {k: v.to_numpy() if isinstance(v, pd.Series) else v for k, v in obj.items()}
+        lengths = {k: len(v) for k, v in cols.items() if np.ndim(v) > 0}
+        if len(set(lengths.values())) > 1:
+            raise DataError(
+                "columns of different lengths: "
+                + ", ".join(f"{k!r} has {n}" for k, n in lengths.items())
+            )
+        if not lengths:
+            raise DataError(f"expected columns of values, got only scalars for {list(cols)}")
+        return from_dataframe(pd.DataFrame(cols), **kwargs)
     raise TypeError(
         f"cannot read scaling data from {type(obj).__name__}; "
         "pass a ScalingData, DataFrame, CSV path or dict of arrays"

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .data import check_positive_targets
 from .laws import Law, Parameter
 from .laws import chinchilla as _chinchilla_law
 from .laws import kaplan_nd as _kaplan_nd_law
@@ -303,6 +304,8 @@ def _summarise(draws: Mapping[str, np.ndarray], prob: float) -> dict[str, np.nda
 def _compute_array(compute: Any, name: str = "compute") -> np.ndarray:
     try:
         c = np.asarray(compute, dtype=np.float64).reshape(-1)
+    except OverflowError:  # a Python int beyond float64 (10**400)
+        raise ValueError(f"{name} must be finite and > 0; {compute!r} overflows a float") from None
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be numbers, got {compute!r}") from None
     bad = ~np.isfinite(c) | (c <= 0)
@@ -916,11 +919,8 @@ def prob_beats(
 def _plan_inputs(law: Law, N: Any, D: Any, C: Any) -> dict[str, np.ndarray]:
     given = {}
     for k, v in (("N", N), ("D", D), ("C", C)):
-        if v is not None:
-            arr = np.asarray(v, dtype=np.float64)
-            if np.any(~np.isfinite(arr) | (arr <= 0)):
-                raise ValueError(f"{k} must be finite and > 0, got {v!r}")
-            given[k] = arr
+        if v is not None:  # parsed as predict's targets are: "70B", 10**22, Decimal, ...
+            given[k] = check_positive_targets(k, v)
     if given:
         given = dict(zip(given, np.broadcast_arrays(*given.values()), strict=True))
     if "D" not in given and {"N", "C"} <= given.keys():

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import planning
+from .check import interval_masses
 from .model import PROPORTION_LIKELIHOODS, beta_precision
 from .results import ConvergenceWarning, Fit
 
@@ -60,11 +61,7 @@ def _new_axes(ax: Axes | None, figsize=(8.0, 4.8)) -> Axes:
 
 
 def _probs(prob: float | Sequence[float]) -> list[float]:
-    probs = [prob] if np.isscalar(prob) else list(prob)
-    for p in probs:
-        if not 0 < p < 1:
-            raise ValueError(f"band probabilities must be in (0, 1), got {p!r}")
-    return sorted(probs, reverse=True)  # widest first, drawn underneath
+    return sorted(interval_masses(prob), reverse=True)  # widest first, drawn underneath
 
 
 def _sci(value: float, name: str | None = None) -> str:
@@ -866,7 +863,9 @@ def plot_posterior(
     >>> axes = plot_posterior(fit)              # doctest: +SKIP
     >>> axes[0, 0].figure.savefig("corner.png")  # doctest: +SKIP
     """
-    names = list(var_names or fit.law.natural_names)
+    if var_names is None:
+        var_names = fit.law.natural_names
+    names = [var_names] if isinstance(var_names, str) else list(var_names)
     unknown = [n for n in names if n not in fit.params]
     if unknown:
         raise ValueError(f"unknown parameters {unknown}; available: {list(fit.params)}")

@@ -145,6 +145,7 @@ def test_summarize_by_hand():
         }
     )
     table = summarize(points, by=["cut"]).iloc[0]
+    pd.testing.assert_frame_equal(summarize(points, by="cut"), summarize(points, by=["cut"]))
     assert table["n_fits"] == 2 and table["n_train"] == 17 and table["n_test"] == 4
     assert table["n_unscored"] == 0
     # a curve with too few training runs is no fit: it shows in status, not in n_fits/fit_s

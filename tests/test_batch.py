@@ -476,7 +476,7 @@ base = dict(num_chains=2, rng_key=3, progress=False, retry=False, batch_size=8)
 if sys.argv[1] == "exact":
     # Before adaptation the sharded program computes exactly what one device computes.
     kw = dict(num_warmup=0, num_samples=4, **base)
-    one = fit_many(data, "power_n", devices=jax.local_devices()[:1], **kw)
+    one = fit_many(data, "power_n", devices=jax.local_devices()[0], **kw)  # one Device
     four = fit_many(data, "power_n", **kw)
     for k in one.samples:
         np.testing.assert_allclose(four.samples[k], one.samples[k], rtol=1e-12, atol=1e-14)

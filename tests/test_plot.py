@@ -118,7 +118,7 @@ def test_plot_fit_other_axes_and_given_ax(synth_fit):
     assert not _scatters(ax)
     with pytest.raises(ValueError, match="two different inputs"):
         plot_fit(synth_fit, x="N", by="N")
-    with pytest.raises(ValueError, match="band probabilities"):
+    with pytest.raises(ValueError, match="interval masses must lie in"):
         plot_fit(synth_fit, prob=(0.5, 1.2))
 
 
@@ -233,6 +233,10 @@ def test_plot_posterior(synth_fit):
     assert out[1, 0] is given[1, 0]
     with pytest.raises(ValueError, match="unknown parameters"):
         plot_posterior(synth_fit, ["gamma"])
+    # one name is one parameter (it was split into letters), and an array of names works
+    assert plot_posterior(synth_fit, "alpha").shape == (1, 1)
+    assert plot_posterior(synth_fit, np.array(["alpha", "beta"])).shape == (2, 2)
+    plt.close("all")
     with pytest.raises(ValueError, match=r"\(2, 2\) array of Axes"):
         plot_posterior(synth_fit, ["alpha", "beta"], ax=given[0])
 

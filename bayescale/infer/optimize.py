@@ -186,25 +186,33 @@ def _huber_np(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
+_ABE_NAMES = (("a", "b", "e", "alpha", "beta"), ("A", "B", "E", "alpha", "beta"))
+
+
 def _abe(params: Any) -> np.ndarray:
-    """(a, b, e, alpha, beta) from an array or a dict with (a, b, e) or (A, B, E) keys."""
+    """(a, b, e, alpha, beta) from an array (by position), or by name from a dict, a pandas
+    Series or a DataFrame (one row per start) with (a, b, e) or (A, B, E) keys; values may be
+    arrays (a batch of starts, on the last axis of the result)."""
+    if isinstance(params, pd.Series | pd.DataFrame):
+        labels = set(params.index if isinstance(params, pd.Series) else params.columns)
+        if any(set(names) <= labels for names in _ABE_NAMES):
+            params = (
+                params.to_dict()
+                if isinstance(params, pd.Series)
+                else {k: params[k].to_numpy() for k in params.columns}
+            )
     if isinstance(params, Mapping):
-        if {"a", "b", "e", "alpha", "beta"} <= set(params):
-            vals = [params[k] for k in ("a", "b", "e", "alpha", "beta")]
-        elif {"A", "B", "E", "alpha", "beta"} <= set(params):
-            vals = [
-                math.log(float(params["A"])),
-                math.log(float(params["B"])),
-                math.log(float(params["E"])),
-                params["alpha"],
-                params["beta"],
-            ]
+        if set(_ABE_NAMES[0]) <= set(params):
+            vals = [np.asarray(params[k], dtype=np.float64) for k in _ABE_NAMES[0]]
+        elif set(_ABE_NAMES[1]) <= set(params):
+            vals = [np.asarray(params[k], dtype=np.float64) for k in _ABE_NAMES[1]]
+            vals[:3] = [np.log(v) for v in vals[:3]]
         else:
             raise ValueError(
                 "params must have keys (a, b, e, alpha, beta) or (E, A, B, alpha, beta); "
-                f"got {sorted(params)}"
+                f"got {sorted(map(str, params))}"
             )
-        return np.asarray(vals, dtype=np.float64)
+        return np.stack(np.broadcast_arrays(*vals), axis=-1)
     arr = np.asarray(params, dtype=np.float64)
     if arr.shape[-1:] != (5,):
         raise ValueError(
@@ -233,9 +241,10 @@ def huber_objective_hoffmann(
     Parameters
     ----------
     params
-        ``(a, b, e, alpha, beta)`` as an array (a leading batch axis is allowed), or a dict with
-        keys ``a, b, e, alpha, beta`` or ``E, A, B, alpha, beta`` (e.g.
-        ``bayescale.datasets.HOFFMANN_2022``).
+        ``(a, b, e, alpha, beta)`` as an array (a leading batch axis is allowed), or by name:
+        a dict or pandas Series with keys ``a, b, e, alpha, beta`` or ``E, A, B, alpha, beta``
+        (e.g. ``bayescale.datasets.HOFFMANN_2022``), whose values may be arrays of starts, or
+        a DataFrame with those columns, one row per start (e.g. :func:`hoffmann_starts`).
     log_N, log_D, log_loss
         Natural logs of parameters, tokens and final loss, one value per run.
     delta
@@ -1274,15 +1283,20 @@ def _prior_grid(spec: ModelSpec, ref, transforms, *, target: int = 256) -> np.nd
 
 
 def _named_columns(starts: Any) -> dict[str, np.ndarray] | None:
+    """Named starts (a DataFrame, a dict, or a pandas Series: one start by name) as
+    columns; None for an array, read by position."""
     if isinstance(starts, pd.DataFrame):
         starts = {k: starts[k].to_numpy() for k in starts.columns}
+    elif isinstance(starts, pd.Series):
+        starts = starts.to_dict()
     if isinstance(starts, Mapping):
         return {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in starts.items()}
     return None
 
 
 def _starts_array(starts: Any, names) -> np.ndarray:
-    """User starts (DataFrame, dict of arrays or 2-D array) -> rows in the order of ``names``."""
+    """User starts (DataFrame, dict of arrays, Series or 2-D array) -> rows in the order of
+    ``names``."""
     cols = _named_columns(starts)
     if cols is not None:
         missing = [k for k in names if k not in cols]
@@ -1649,13 +1663,13 @@ def _check_settings(objective, delta, n_bootstrap, max_iter, tol, likelihood, pr
 
 
 def _seed(rng_key: Any) -> int:
-    if rng_key is None:
-        return 0
-    if isinstance(rng_key, int | np.integer):
-        from .._fit import check_seed
+    """The NumPy seed of ``rng_key``: its key's words read as one unsigned integer, so an
+    integer seed ``s >= 0``, ``jax.random.PRNGKey(s)`` and ``jax.random.key(s)`` give the same
+    bootstrap (as they give the same draws in ``bs.fit``), and a negative seed is valid."""
+    from .._fit import as_key
 
-        return check_seed(rng_key)
-    return int(jax.random.randint(rng_key, (), 0, np.iinfo(np.int32).max))
+    key, _ = as_key(rng_key)
+    return sum(int(w) << (32 * i) for i, w in enumerate(reversed(key.tolist())))
 
 
 def optimize(
