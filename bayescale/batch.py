@@ -882,9 +882,9 @@ class BatchFit:
         return iter(self.curve_ids)
 
     def __contains__(self, key: object) -> bool:
-        """Whether a curve has the id ``key`` (compared as a string, as :meth:`index` does:
-        ``7 in batch`` for an integer curve column)."""
-        return str(key) in self._index  # type: ignore[attr-defined]
+        """Whether a curve has the id ``key`` (ids are strings: ``"7" in batch`` for an integer
+        curve column; an int is a position, so ``batch[k] if k in batch`` stays safe)."""
+        return key in self._index  # type: ignore[attr-defined]
 
     @property
     def num_chains(self) -> int:
@@ -977,7 +977,9 @@ class BatchFit:
             retried=bool(self.retried[i]),
             depth_hits=self._depth_hits(i),
             max_tree_depth=self._curve_config(i).max_tree_depth,
-            stuck_chains=stuck_chains(self.sample_stats["energy"][i]),
+            stuck_chains=stuck_chains(draws, self.sample_stats["energy"][i])
+            if self.fitted[i]
+            else 0,  # an unfitted curve's stats are NaN placeholders
         )
 
     def _site_diagnostics(self, i: int) -> tuple[dict, dict, dict, dict]:

@@ -125,10 +125,14 @@ def _cut_label(cut: float) -> str:
 def interval_masses(prob: Any) -> tuple[float, ...]:
     """``prob`` (one mass: a number, a 0-d NumPy or JAX array, a Decimal; or a sequence of
     them) as floats, each checked to lie in (0, 1). Shared by the checks and the plots."""
+    bad = ValueError(f"interval masses must be numbers in (0, 1), got {prob!r}")
     try:
-        probs = tuple(float(p) for p in ((prob,) if np.ndim(prob) == 0 else prob))
+        items = (prob,) if np.ndim(prob) == 0 else tuple(prob)
+        if any(isinstance(p, str | bytes) for p in items):
+            raise bad
+        probs = tuple(float(p) for p in items)
     except (TypeError, ValueError):
-        raise ValueError(f"interval masses must be numbers in (0, 1), got {prob!r}") from None
+        raise bad from None
     for p in probs:
         if not 0 < p < 1:
             raise ValueError(f"interval masses must lie in (0, 1), got {p!r}")

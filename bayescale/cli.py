@@ -942,6 +942,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {what} (see `{self.prog} --help`)\n")
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-command parsers of ``parser`` by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bayescale`` argument parser (``demo``, ``fit``, ``fit-many``, ``optimal``, ``laws``, ``bench``).
 
@@ -1120,7 +1128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_xla()  # before JAX starts its backend (bayescale is imported lazily below)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the sub-command, whose --help lists its flags
+            command = _subparsers(parser).get(getattr(args, "command", None), parser)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     with _cli_warnings():

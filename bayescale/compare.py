@@ -253,7 +253,11 @@ def holdout_split(
             x = getattr(data, k)
             if x is None:
                 raise DataError(f"cannot cut on {k}: the data has no {k!r}", column=k)
-            cut = check_positive_targets(k, v).reshape(-1)  # 1e21, "1e21", [1e21], 10**21
+            try:  # 1e21, "1e21", [1e21], 10**21
+                cut = check_positive_targets(k, v).reshape(-1)
+            except DataError as exc:
+                what = str(exc).split(": ", 1)[-1]
+                raise DataError(f"holdout cut {k}=: {what}", column=k) from None
             if cut.size != 1:
                 raise DataError(f"the cut {k}= must be one value, got {cut.size}", column=k)
             held |= x >= cut[0]

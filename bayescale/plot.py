@@ -863,7 +863,7 @@ def plot_posterior(
     >>> axes = plot_posterior(fit)              # doctest: +SKIP
     >>> axes[0, 0].figure.savefig("corner.png")  # doctest: +SKIP
     """
-    if var_names is None:
+    if var_names is None or (not isinstance(var_names, str) and len(var_names) == 0):
         var_names = fit.law.natural_names
     names = [var_names] if isinstance(var_names, str) else list(var_names)
     unknown = [n for n in names if n not in fit.params]

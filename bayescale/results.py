@@ -81,8 +81,8 @@ class Convergence:
         (``2**max_tree_depth - 1`` leapfrog steps, :func:`depth_hits`), and that cap (0 when
         unknown).
     stuck_chains
-        Chains whose energy is finite at no draw: they never left a start where the log
-        density is not finite (no prior draw tried gave a finite one,
+        Chains that never moved (:func:`stuck_chains`): they never left a start where the log
+        density or its gradient is not finite (no prior draw tried gave a finite one,
         :func:`bayescale.infer.nuts.finite_init`), typically a law whose loss is <= 0, NaN or
         inf where its priors reach.
     """
@@ -109,9 +109,9 @@ class Convergence:
         out = []
         if self.stuck_chains:
             out.append(
-                f"{self.stuck_chains} chain(s) never moved: the log density is not finite at "
-                "their start nor at any prior draw tried (does the law give a loss <= 0, NaN "
-                "or inf where its priors reach?)"
+                f"{self.stuck_chains} chain(s) never moved: the log density or its gradient "
+                "is not finite at their start nor at any prior draw tried (does the law give a "
+                "loss <= 0, NaN or inf where its priors reach?)"
             )
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
@@ -283,14 +283,23 @@ def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
     return float(np.mean(at_depth_cap(steps, max_tree_depth)))
 
 
-def stuck_chains(energy: np.ndarray) -> int:
-    """Chains (axis -2 of ``energy``: chain, draw) whose energy is finite at no draw.
+def stuck_chains(draws: Mapping[str, np.ndarray], energy: np.ndarray) -> int:
+    """Chains that never moved: every kept draw of every site equals the chain's first, or
+    the energy is finite at no draw (``draws``: site -> (chain, draw, ...); ``energy``:
+    (chain, draw)). A start where the log density is not finite, or where it is but its
+    gradient is not, leaves the chain there: every trajectory diverges.
 
-    >>> stuck_chains(np.array([[1.0, 2.0], [np.nan, np.nan]]))
+    >>> stuck_chains({"a": np.array([[0.1, 0.4], [2.0, 2.0]])}, np.array([[1.0, 2.0], [3.0, 4.0]]))
     1
     """
     e = np.asarray(energy)
-    return int(np.sum(~np.any(np.isfinite(e), axis=-1))) if e.size else 0
+    if e.size == 0:
+        return 0
+    still = np.ones(e.shape[0], dtype=bool)
+    for x in draws.values():
+        x = np.asarray(x)
+        still &= np.all(x == x[:, :1], axis=tuple(range(1, x.ndim)))
+    return int(np.sum(still | ~np.any(np.isfinite(e), axis=-1)))
 
 
 def convergence_of(
@@ -380,7 +389,7 @@ def diagnose(
         retried=retried,
         depth_hits=hits,
         max_tree_depth=max_tree_depth if known else 0,
-        stuck_chains=stuck_chains(energy),
+        stuck_chains=stuck_chains(draws, energy),
     )
     return table, conv
 

@@ -412,14 +412,17 @@ def test_data_warnings_are_one_line_each(bad_inputs):
         ["fit", "x.csv", "--likelihood", "cauchy"],
         ["fit", "x.csv", "--seed", "99999999999999999999"],  # JAX seeds are C longs
         ["demo", "--seed", "-1"],
+        ["fit-many", "x.csv", "--bogus", "3"],
     ],
 )
 def test_usage_errors_exit_2(argv):
-    """One line, as for bad data (argparse printed its whole usage block first: 12 lines)."""
+    """One line, as for bad data (argparse printed its whole usage block first: 12 lines),
+    naming the help of the sub-command that was given."""
     result = run_cli(argv)
     assert result.rc == 2
     (line,) = result.err.strip().splitlines()
-    assert line.startswith("bayescale: error: ") and line.endswith("--help`)")
+    assert line.startswith("bayescale: error: ")
+    assert line.endswith(f"(see `bayescale{' ' + argv[0] if argv else ''} --help`)"), line
 
 
 def test_help_documents_parallel_chains():

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.infer.nuts import INIT_TRIES, finite_blocks, finite_init
+from bayescale.infer.nuts import finite_blocks, finite_init
 from bayescale.results import ConvergenceWarning
+
+INIT_TRIES = 16  # candidates per chain in these tests
 
 jax.config.update("jax_enable_x64", True)
 
@@ -30,15 +32,30 @@ def test_finite_init_keeps_finite_starts_and_takes_the_first_finite_candidate():
     np.testing.assert_array_equal(np.asarray(out["x"]), [0.5, 7.0, 2.0, -3.0])
 
 
-def test_finite_init_checks_the_gradient_and_keeps_trailing_axes():
-    # value finite everywhere, gradient infinite at 0 (sqrt): a start at 0 is replaced
+def test_finite_init_moves_whole_points_with_trailing_axes():
+    # (chain, curve) points: chain 0 has one curve where the log is NaN, so its whole point
+    # moves to the candidate; chain 1 is finite and stays
     def pe(u):
-        return jnp.sum(jnp.sqrt(jnp.abs(u["w"])))
+        return -jnp.sum(jnp.log(u["w"]))
 
-    inits = {"w": jnp.array([[0.0, 1.0], [1.0, 1.0]])}  # (chain, curve)
+    inits = {"w": jnp.array([[-1.0, 1.0], [1.0, 3.0]])}
     cand = np.ones((INIT_TRIES, 2, 2)) * 2.0
     out = finite_init(pe, inits, {"w": jnp.asarray(cand)})
-    np.testing.assert_array_equal(np.asarray(out["w"]), [[2.0, 2.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(np.asarray(out["w"]), [[2.0, 2.0], [1.0, 3.0]])
+
+
+def test_a_chain_that_never_moves_is_counted_whatever_its_energy():
+    """A start with a finite value but a NaN gradient is not moved (only values are checked);
+    its chain repeats its start with a finite energy, and is counted as stuck all the same."""
+    from bayescale.results import stuck_chains
+
+    rng = np.random.default_rng(0)
+    draws = {"a": rng.normal(size=(4, 50)), "b": rng.normal(size=(4, 50, 3))}
+    energy = rng.normal(size=(4, 50))
+    assert stuck_chains(draws, energy) == 0
+    draws["a"][2], draws["b"][2] = 0.7, 1.5  # chain 2 repeats one point
+    energy[3] = np.nan  # chain 3's energy is never finite
+    assert stuck_chains(draws, energy) == 2
 
 
 def test_finite_blocks_repairs_each_block_of_a_chain_whose_start_is_not_finite():

@@ -42,6 +42,8 @@ def test_a_dict_of_series_pairs_rows_by_position_whatever_its_keys():
     loss = pd.Series([3.0, 2.8, 2.6, 2.4])
     by_role = bs.as_scaling_data({"N": n, "loss": loss})
     by_alias = bs.as_scaling_data({"params": n, "loss": loss})
+    np.testing.assert_array_equal(by_role.N, [1e8, 1e9, 1e10, 1e11])  # by position
+    np.testing.assert_array_equal(by_role.loss, [3.0, 2.8, 2.6, 2.4])
     np.testing.assert_array_equal(by_alias.N, by_role.N)
     np.testing.assert_array_equal(by_alias.loss, by_role.loss)
     with pytest.raises(bs.DataError, match="'params' has 3, 'loss' has 4"):
@@ -73,8 +75,9 @@ def test_interval_masses_take_any_real_scalar():
     for p in (0.9, np.float32(0.9), np.array(0.9), jnp.array(0.9), Decimal("0.9")):
         assert interval_masses(p) == pytest.approx((0.9,), rel=1e-7)
     assert interval_masses(jnp.array([0.5, 0.9])) == (0.5, 0.9)
-    with pytest.raises(ValueError, match="must be numbers"):
-        interval_masses("wide")
+    for text in ("wide", "0.9", ["0.9"]):
+        with pytest.raises(ValueError, match="must be numbers"):
+            interval_masses(text)
     with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
         interval_masses(np.array(1.5))
 
@@ -104,6 +107,8 @@ def test_planning_and_holdout_read_targets_as_predict_does():
         assert len(t2) == len(train) and len(s2) == len(test)
     with pytest.raises(bs.DataError, match="must be one value"):
         holdout_split(d, C=[1e20, 1e21])
+    with pytest.raises(bs.DataError, match=r"holdout cut C=: value -1.0 must be > 0"):
+        holdout_split(d, C=-1.0)
 
 
 def test_a_series_of_starts_is_read_by_name():
@@ -114,6 +119,12 @@ def test_a_series_of_starts_is_read_by_name():
     names = ("E", "A", "alpha")
     series = pd.Series({"alpha": 0.3, "A": 400.0, "E": 1.7})
     np.testing.assert_array_equal(_starts_array(series, names), [[1.7, 400.0, 0.3]])
+    unlabelled = pd.Series([1.7, 400.0, 0.3])  # a RangeIndex: by position, as an array
+    np.testing.assert_array_equal(_starts_array(unlabelled, names), [[1.7, 400.0, 0.3]])
+    with pytest.raises(ValueError, match="A, B and E must be > 0"):
+        bs.huber_objective_hoffmann(
+            {"E": 1.0, "A": -1.0, "B": 1.0, "alpha": 0.3, "beta": 0.3}, 1, 1, 1
+        )
     published = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
     law, ref = bs.laws.get("chinchilla"), {"N": 20.0, "D": 23.0}
     np.testing.assert_array_equal(
@@ -123,11 +134,11 @@ def test_a_series_of_starts_is_read_by_name():
 
 
 def test_integer_curve_ids_are_not_taken_for_positions(batch_of_three):
-    """An integer curve column (7, 2, 5) gives ids '7', '2', '5': batch[2] returned the curve
-    at position 2 ('5'), batch[7] an IndexError and `7 in batch` False."""
+    """An integer curve column (7, 2, 5) gives ids '7', '2', '5': batch[2] silently returned
+    the curve at position 2 ('5'), and batch[7] an IndexError that did not name the id."""
     batch = batch_of_three
     assert batch.curve_ids == ("7", "2", "5")
-    assert 7 in batch and "2" in batch and 3 not in batch
+    assert "7" in batch and 7 not in batch  # an int is a position: batch[k] if k in batch
     assert batch[0].data is batch.data[0]  # '0' is no id: a position
     with pytest.raises(KeyError, match=r"2 is ambiguous: the curve with id '2' is at position 1"):
         batch[2]

@@ -235,6 +235,7 @@ def test_plot_posterior(synth_fit):
         plot_posterior(synth_fit, ["gamma"])
     # one name is one parameter (it was split into letters), and an array of names works
     assert plot_posterior(synth_fit, "alpha").shape == (1, 1)
+    assert plot_posterior(synth_fit, []).shape == (5, 5)  # none named: all, as None
     assert plot_posterior(synth_fit, np.array(["alpha", "beta"])).shape == (2, 2)
     plt.close("all")
     with pytest.raises(ValueError, match=r"\(2, 2\) array of Axes"):

@@ -123,7 +123,7 @@ def _make_batch_runner(spec: ModelSpec, config: SamplerConfig, devices: tuple[An
         # own key and data, never on which chunk or device it landed in.
         init_key, chain_key = jax.random.split(rng_key)
         data = (log_x, ref, log_loss, mask)
-        inits = start_points(
+        inits, _ = start_points(
             spec, ref, init_key, config.num_chains, _potential(spec, data), log_loss.dtype
         )
         keys = jax.random.split(chain_key, config.num_chains)

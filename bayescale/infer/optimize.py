@@ -206,6 +206,8 @@ def _abe(params: Any) -> np.ndarray:
             vals = [np.asarray(params[k], dtype=np.float64) for k in _ABE_NAMES[0]]
         elif set(_ABE_NAMES[1]) <= set(params):
             vals = [np.asarray(params[k], dtype=np.float64) for k in _ABE_NAMES[1]]
+            if not all(np.all(v > 0) for v in vals[:3]):
+                raise ValueError("params A, B and E must be > 0 (their logs are a, b, e)")
             vals[:3] = [np.log(v) for v in vals[:3]]
         else:
             raise ValueError(
@@ -1287,8 +1289,8 @@ def _named_columns(starts: Any) -> dict[str, np.ndarray] | None:
     columns; None for an array, read by position."""
     if isinstance(starts, pd.DataFrame):
         starts = {k: starts[k].to_numpy() for k in starts.columns}
-    elif isinstance(starts, pd.Series):
-        starts = starts.to_dict()
+    elif isinstance(starts, pd.Series) and all(isinstance(k, str) for k in starts.index):
+        starts = starts.to_dict()  # labelled by parameter name (else by position)
     if isinstance(starts, Mapping):
         return {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in starts.items()}
     return None
@@ -1303,7 +1305,7 @@ def _starts_array(starts: Any, names) -> np.ndarray:
         if missing:
             raise ValueError(
                 f"starts lack column(s) {missing}; expected {', '.join(names)} (given: "
-                f"{', '.join(cols)})"
+                f"{', '.join(map(str, cols))})"
             )
         arr = np.stack(np.broadcast_arrays(*(cols[k] for k in names)), axis=1)
     else:

@@ -61,7 +61,6 @@ from .nuts import (
     _potential,
     _signature,
     _transforms,
-    candidate_starts,
     finite_blocks,
     run_kernel,
     start_points,
@@ -356,9 +355,8 @@ def _make_runner(spec: PooledSpec, config: SamplerConfig, mass: str, num: int):
         data = (log_x, ref, log_loss, mask)
         keys = jax.random.split(chain_key, config.num_chains)
         chains = jnp.arange(config.num_chains)
-        dtype, pe = log_loss.dtype, _potential(spec, data)
-        tries = candidate_starts(spec, ref, init_key, config.num_chains, dtype)
-        start = start_points(spec, ref, init_key, config.num_chains, pe, dtype, tries)
+        pe = _potential(spec, data)
+        start, tries = start_points(spec, ref, init_key, config.num_chains, pe, log_loss.dtype)
         # a joint prior draw is rarely valid for every curve at once: repair curve by curve
         inits = finite_blocks(
             joint_potential(data),
