@@ -78,7 +78,7 @@ def _transforms(spec: ModelSpec, ref: Mapping[str, Any]) -> dict[str, Any]:
 PRIOR_POOL = 64
 
 
-def _prior_draws(spec: ModelSpec, ref, rng_key, num_chains: int, spread: float = 0.5):
+def _prior_draws(spec: ModelSpec, ref, rng_key, num_chains: int):
     """Dispersed starts (:func:`dispersed_init`) and the ``PRIOR_POOL`` unconstrained prior
     draws per site behind their centre, from one sampling per site."""
     starts, pool = {}, {}
@@ -88,32 +88,19 @@ def _prior_draws(spec: ModelSpec, ref, rng_key, num_chains: int, spread: float =
         t = biject_to(prior.support)
         draws = t.inv(prior.sample(key, (PRIOR_POOL + num_chains,)))
         centre = jnp.median(draws[:PRIOR_POOL], axis=0)
-        starts[name] = centre + spread * (draws[PRIOR_POOL:] - centre)
+        starts[name] = centre + 0.5 * (draws[PRIOR_POOL:] - centre)
         pool[name] = draws[:PRIOR_POOL]
     return starts, pool
 
 
-def dispersed_init(
-    spec: ModelSpec, ref, rng_key, num_chains: int, spread: float = 0.5
-) -> dict[str, jnp.ndarray]:
+def dispersed_init(spec: ModelSpec, ref, rng_key, num_chains: int) -> dict[str, jnp.ndarray]:
     """Dispersed initial points in unconstrained space, one per chain.
 
-    Each chain starts halfway (``spread``) between the unconstrained prior median (over
-    ``PRIOR_POOL`` = 64 prior draws) and its own prior draw: dispersed on the prior's scale, so
-    R-hat can detect multimodality, but away from the prior's extreme tails.
+    Each chain starts halfway between the unconstrained prior median (over ``PRIOR_POOL`` = 64
+    prior draws) and its own prior draw: dispersed on the prior's scale, so R-hat can detect
+    multimodality, but away from the prior's extreme tails.
     """
-    return _prior_draws(spec, ref, rng_key, num_chains, spread)[0]
-
-
-def _finite(pe):
-    """``u -> bool``: the potential ``pe`` and its gradient are finite at ``u``."""
-
-    def finite(u):
-        value, grad = jax.value_and_grad(pe)(u)
-        leaves = jax.tree_util.tree_leaves(grad)
-        return jnp.isfinite(value) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
-
-    return finite
+    return _prior_draws(spec, ref, rng_key, num_chains)[0]
 
 
 def _pick(use, new, old):
@@ -173,17 +160,19 @@ def finite_blocks(pe, inits, candidates, shared: str):
     likelihood's residual and makes that gradient non-finite. A chain still not finite after
     the repair is reported as stuck by the diagnostics.
     """
-    grad = jax.grad(pe)
 
-    def block_ok(u):
-        return {k: jnp.all(jnp.isfinite(g)) for k, g in grad(u).items() if k != shared}
+    def finite_grads(grad):
+        return {k: jnp.all(jnp.isfinite(g)) for k, g in grad.items()}
 
-    ok = jax.vmap(_finite(pe))(inits)  # (chain,)
-    ok_now = jax.vmap(block_ok)(inits)  # block -> (chain,)
+    # one value and gradient per chain at the starts: the chain's and each block's verdict
+    value, grad = jax.vmap(jax.value_and_grad(pe))(inits)
+    ok_now = jax.vmap(finite_grads)(grad)  # block -> (chain,)
+    ok = jnp.isfinite(value) & jnp.all(jnp.stack(list(ok_now.values())), axis=0)
+    ok_now.pop(shared, None)
     mixed = dict(candidates)
     if shared in inits:
         mixed[shared] = jnp.broadcast_to(inits[shared], candidates[shared].shape)
-    ok_c = jax.vmap(jax.vmap(block_ok))(mixed)  # block -> (try, chain)
+    ok_c = jax.vmap(jax.vmap(lambda u: finite_grads(jax.grad(pe)(u))))(mixed)  # (try, chain)
     out = dict(inits)
     chains = jnp.arange(ok.shape[0])
     for k in ok_now:
