@@ -1558,6 +1558,12 @@ def run_suite(
     progress
         Called with one-line progress messages (default: print to stderr).
 
+    Notes
+    -----
+    JAX's persistent compilation cache is switched off for the process, so that the compile
+    times are those of real compiles; JAX reads that switch at the process's first compile, so
+    call this before anything else compiles (``bayescale bench`` does).
+
     Returns
     -------
     dict
@@ -1575,6 +1581,13 @@ def run_suite(
         raise ValueError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     _np_dtype(dtype)
     _configure_platform(device)
+    # Compile times must time compiles: with JAX's persistent compilation cache on
+    # (JAX_COMPILATION_CACHE_DIR, common on shared GPU machines) they would time reads from
+    # disk. JAX decides at a process's first compile whether to use it, so this holds for the
+    # CLI and for any process that has compiled nothing yet.
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
     env = environment(dtype)
     settings = copy.deepcopy(QUICK if quick else FULL)
     for name, values in (overrides or {}).items():
