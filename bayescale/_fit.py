@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import DataError, ScalingData, as_scaling_data
+from .data import DataWarning, ScalingData, as_scaling_data
 from .infer.nuts import SamplerConfig, run_nuts
 from .laws import Law
-from .model import PROPORTION_LIKELIHOODS, build_model
+from .model import build_model, check_dtype, check_proportions
 from .results import ConvergenceWarning, Fit, diagnose_stats
 
 #: Target acceptance probability of the automatic retry of a fit with divergences or high R-hat.
@@ -158,26 +158,30 @@ def fit(
     if method == "map":
         from .infer.optimize import optimize
 
+        if dtype != "float64":
+            raise ValueError(
+                f"dtype={dtype!r} applies to method='nuts'; the MAP fit runs in float64"
+            )
         return optimize(
-            data, law, objective="map", priors=priors, likelihood=likelihood, df=df, rng_key=rng_key
+            data,
+            law,
+            objective="map",
+            priors=priors,
+            likelihood=likelihood,
+            df=df,
+            trials=trials,
+            rng_key=rng_key,
         )
     if method != "nuts":
         raise ValueError(f"method must be 'nuts' or 'map', got {method!r}")
     data = as_scaling_data(data)
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
-    if likelihood in PROPORTION_LIKELIHOODS and not np.all(data.loss < 1.0):
-        row = int(np.argmax(data.loss >= 1.0))
-        raise DataError(
-            f"the {likelihood} likelihood models accuracies in (0, 1); row {row} has "
-            f"{data.loss[row]!r}",
-            column="loss",
-            row=row,
-            value=float(data.loss[row]),
-        )
+    note = check_proportions(data.loss, spec)
+    if note:
+        warnings.warn(note, DataWarning, stacklevel=2)
     data.require(law.inputs, num_params=spec_size(spec), law=law.name)
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    check_dtype(dtype, spec)
     np_dtype = np.float64 if dtype == "float64" else np.float32
     ref = reference_point(data, law.inputs)
     log_x = {k: v for k, v in data.log_inputs().items() if k in law.inputs}

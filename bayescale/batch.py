@@ -36,6 +36,7 @@ from ._fit import _validate_config, as_key, reference_point
 from .data import (
     _DEFAULTS,
     DataError,
+    DataWarning,
     ScalingData,
     TableRows,
     _ids,
@@ -51,7 +52,7 @@ from .infer import batch as engine
 from .infer.nuts import SamplerConfig, pointwise_loglik
 from .laws import Law
 from .laws import get as get_law
-from .model import ModelSpec, build_model, predictive_draws
+from .model import ModelSpec, build_model, check_dtype, check_proportions, predictive_draws
 from .results import (
     BFMI_MIN,
     ESS_MIN,
@@ -387,8 +388,7 @@ def fit_many(
     start_wall = time.perf_counter()
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    check_dtype(dtype, spec)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     config = SamplerConfig(
@@ -413,13 +413,21 @@ def fit_many(
     num = len(entries)
     datas: list[ScalingData | None] = [d for _, d, _ in entries]
     messages = [m for _, _, m in entries]
+    notes = []
     for i, d in enumerate(datas):
         if d is None:
             continue
         try:
             d.require(law.inputs, num_params=len(spec.site_names), law=law.name)
+            note = check_proportions(d.loss, spec)
         except DataError as exc:
             messages[i] = str(exc) if str(exc).startswith("curve ") else f"curve {ids[i]!r}: {exc}"
+        else:
+            if note:
+                notes.append(f"curve {ids[i]!r}: {note}")
+    if notes:
+        more = f" ({len(notes)} curves; the first)" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + more, DataWarning, stacklevel=2)
     valid = np.array([d is not None and not messages[i] for i, d in enumerate(datas)], dtype=bool)
     refs = {k: np.full(num, np.nan) for k in (*law.inputs, "loss")}
     for i in np.flatnonzero(valid):
@@ -963,6 +971,8 @@ class BatchFit:
         which :meth:`index` may refuse as ambiguous with integer curve ids)."""
         d = self.diagnostics
         draws, rhat, bulk, tail = self._site_diagnostics(i)
+        energy = self.sample_stats["energy"][i]
+        potential = self.sample_stats.get("potential_energy", self.sample_stats["energy"])[i]
         return convergence_of(
             draws,
             rhat,
@@ -977,9 +987,9 @@ class BatchFit:
             retried=bool(self.retried[i]),
             depth_hits=self._depth_hits(i),
             max_tree_depth=self._curve_config(i).max_tree_depth,
-            stuck_chains=stuck_chains(draws, self.sample_stats["energy"][i])
-            if self.fitted[i]
-            else 0,  # an unfitted curve's stats are NaN placeholders
+            # an unfitted curve's stats are NaN placeholders: it has no stuck chains
+            stuck_chains=stuck_chains(draws, energy) if self.fitted[i] else 0,
+            stuck_finite=stuck_chains(draws, potential, finite_only=True) if self.fitted[i] else 0,
         )
 
     def _site_diagnostics(self, i: int) -> tuple[dict, dict, dict, dict]:

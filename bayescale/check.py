@@ -49,10 +49,16 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from scipy.special import logsumexp
 
-from .data import DataError, ScalingData, as_scaling_data
+from .data import DataError, DataWarning, ScalingData, as_scaling_data
 from .laws import Law
 from .laws import get as get_law
-from .model import beta_binomial_logpmf, beta_shapes, build_model
+from .model import (
+    PROPORTION_LIKELIHOODS,
+    beta_binomial_logpmf,
+    beta_shapes,
+    build_model,
+    check_proportions,
+)
 from .results import ConvergenceWarning, ExtrapolationWarning, Fit
 
 __all__ = [
@@ -308,6 +314,11 @@ def backtest_points(
             f"(present: {', '.join(data.inputs)})",
             column=missing[0],
         )
+    if likelihood in PROPORTION_LIKELIHOODS:  # held-out runs too: accuracy 1 scored lpd +inf
+        spec = build_model(law_obj, likelihood=likelihood, trials=kwargs.get("trials"))
+        note = check_proportions(data.loss, spec)
+        if note:
+            warnings.warn(note, DataWarning, stacklevel=2)
     mask = None
     if split is not None:
         mask = np.asarray(split)

@@ -27,6 +27,76 @@ LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal", "beta", "binomial"
 PROPORTION_LIKELIHOODS = ("beta", "binomial")
 
 
+def check_dtype(dtype: str, spec: ModelSpec) -> None:
+    """Refuse a sampler precision ``dtype`` that the model ``spec`` cannot use.
+
+    ``"float32"`` is refused with the ``"beta"`` and ``"binomial"`` likelihoods: their log
+    densities subtract log-gamma values of size phi log phi, which float32 rounds by up to 1.6
+    nats (Beta) and 0.4 nats (beta-binomial) at precisions phi of 1e5 to 1e6 (sigma about
+    5e-4 to 1.6e-3, where item-sampling data put the posterior), so that warm-up stalls.
+
+    >>> check_dtype("float32", build_model("sigmoid_c", likelihood="binomial", trials=100))
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype='float32' does not support the binomial likelihood: ...
+    """
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if dtype == "float32" and spec.likelihood in PROPORTION_LIKELIHOODS:
+        raise ValueError(
+            f"dtype='float32' does not support the {spec.likelihood} likelihood: its log "
+            "density loses up to 1.6 nats to float32 rounding at precise data (phi log phi "
+            "cancellation), which stalls warm-up; fit accuracies in float64"
+        )
+
+
+def check_proportions(loss: Any, spec: ModelSpec) -> str:
+    """Check observed accuracies against a proportion likelihood of ``spec``.
+
+    Raises :class:`~bayescale.data.DataError` naming the first row whose accuracy is 1 or
+    more (the Beta density there is 0 or infinite, and a log accuracy of 0 cannot be scored).
+    Returns a note, ``""`` when there is none, when a ``"binomial"`` accuracy is not a whole
+    number of the ``trials`` items (the likelihood counts ``round(accuracy * trials)``
+    correct items, so 0.263 with ``trials=10`` is fitted as 3/10): callers warn with it.
+    Other likelihoods pass unchecked.
+
+    Examples
+    --------
+    >>> spec = build_model("sigmoid_c", likelihood="binomial", trials=10)
+    >>> check_proportions([0.3, 0.5], spec)
+    ''
+    >>> check_proportions([0.263, 0.5], spec)[:62]
+    'row 0: accuracy 0.263 is not a whole number of the trials=10 i'
+    """
+    if spec.likelihood not in PROPORTION_LIKELIHOODS:
+        return ""
+    from .data import DataError
+
+    acc = np.asarray(loss, dtype=np.float64)
+    if not np.all(acc < 1.0):
+        row = int(np.argmax(~(acc < 1.0)))
+        raise DataError(
+            f"the {spec.likelihood} likelihood models accuracies in (0, 1); row {row} has "
+            f"{float(acc[row])!r}",
+            column="loss",
+            row=row,
+            value=float(acc[row]),
+        )
+    if spec.likelihood != "binomial":
+        return ""
+    count = acc * spec.trials
+    off = np.abs(count - np.round(count)) > 1e-6 * np.maximum(1.0, count)
+    if not off.any():
+        return ""
+    row = int(np.argmax(off))
+    n = int(spec.trials)
+    return (
+        f"row {row}: accuracy {float(acc[row])!r} is not a whole number of the trials={n} items "
+        f"({int(off.sum())} such row(s)); the binomial likelihood fits "
+        f"{int(np.round(count[row]))}/{n} there. Pass the benchmark's item count as trials="
+    )
+
+
 def beta_precision(sigma):
     """Beta precision ``phi`` whose standard deviation at mean 0.5 is ``sigma``.
 

@@ -45,7 +45,7 @@ from .laws import Law, Parameter
 from .laws import chinchilla as _chinchilla_law
 from .laws import kaplan_nd as _kaplan_nd_law
 from .model import PROPORTION_LIKELIHOODS, beta_shapes
-from .results import Fit, _check_prob, _mean_fn
+from .results import EXTRAPOLATION_WARN, ExtrapolationWarning, Fit, _check_prob, _mean_fn
 
 __all__ = [
     "CHINCHILLA_COMPUTE",
@@ -536,6 +536,12 @@ def optimal_allocation(
         beyond the fitted data (1 inside; NaN for constants). ``attrs`` holds ``prob``,
         ``law``, ``method`` and ``num_draws``.
 
+    Warns
+    -----
+    ExtrapolationWarning
+        When a budget's median optimum lies more than 10x beyond the fitted data in N or D,
+        as :meth:`Fit.predict` warns.
+
     References
     ----------
     Hoffmann et al. 2022, arXiv:2203.15556 (Eq. 4); Besiroglu et al. 2024, arXiv:2404.10102.
@@ -563,6 +569,17 @@ def optimal_allocation(
     }
     table = pd.DataFrame({"compute": c, **_summarise(draws, prob)})
     table["extrapolation"] = _extrapolation(post, table["N_opt_median"], table["D_opt_median"])
+    extra = table["extrapolation"].to_numpy()
+    if np.any(extra > EXTRAPOLATION_WARN):  # as Fit.predict warns
+        worst = int(np.nanargmax(extra))
+        row = table.iloc[worst]
+        warnings.warn(
+            f"the optimum at {row['compute']:.3g} FLOP (N*={row['N_opt_median']:.3g}, "
+            f"D*={row['D_opt_median']:.3g}) lies {extra[worst]:.0f}x beyond the fitted data; "
+            "the allocation assumes the law holds that far",
+            ExtrapolationWarning,
+            stacklevel=2,
+        )
     table.attrs.update(
         {"prob": prob, "law": post.law.name, "method": opt["method"], "num_draws": post.num_draws}
     )
@@ -614,7 +631,9 @@ def compute_for_loss(
     ``C = 6 ((loss - E)/(A G^-alpha + B G^beta))^(-(alpha+beta)/(alpha beta))``; other laws:
     a grid over log C in [1e6, 1e40] FLOP (steps of e^2) and 48 bisection steps. A draw whose irreducible
     loss ``E`` is at or above the target can never reach it: its compute is ``inf`` and the
-    fraction of such draws is reported.
+    fraction of such draws is reported (``unreachable``). On the numerical path a draw that
+    could reach the target, but only beyond 1e40 FLOP, also has compute ``inf`` and is
+    counted apart (``beyond_range``).
 
     Parameters
     ----------
@@ -638,12 +657,15 @@ def compute_for_loss(
         One row per target: ``loss``; ``compute`` (``_median/_lower/_upper``; ``inf`` where
         that quantile falls among unreachable draws); ``N_opt``, ``D_opt``,
         ``tokens_per_param`` summarised over the draws that reach the target;
-        ``unreachable``, the fraction of draws that cannot reach it.
+        ``unreachable``, the fraction of draws that cannot reach it; ``beyond_range``, the
+        fraction that reach it only beyond the numerical search's 1e40 FLOP (0 for the closed
+        form).
 
     Warns
     -----
     PlanningWarning
-        When some draws cannot reach a target (or it lies above the loss at 1e6 FLOP).
+        When some draws cannot reach a target, reach it only beyond 1e40 FLOP, or reach it
+        below 1e6 FLOP.
 
     References
     ----------
@@ -689,7 +711,15 @@ def compute_for_loss(
     else:
         log_c, below = _numeric_compute_for_loss(post, targets)
     reachable = np.isfinite(log_c)
+    # Not reached by the end of the numerical search (1e40 FLOP): never, where the draw's
+    # irreducible loss is at or above the target; otherwise later than the search looks.
     unreachable = np.isposinf(log_c)
+    beyond = np.zeros_like(unreachable)
+    if not closed:
+        floor = post.natural.get(str(post.law.extra.get("irreducible", "E")))
+        never = np.zeros_like(unreachable) if floor is None else floor[:, None] >= targets
+        beyond = unreachable & ~never
+        unreachable = unreachable & never
     compute = np.exp(log_c)
     opt_n = np.full((s, k), np.nan)
     for j in range(k):
@@ -708,6 +738,7 @@ def compute_for_loss(
     for key, value in _summarise(masked, prob).items():
         table[key] = value
     table["unreachable"] = unreachable.mean(axis=0)
+    table["beyond_range"] = beyond.mean(axis=0)
     table.attrs.update(
         {
             "prob": prob,
@@ -722,6 +753,15 @@ def compute_for_loss(
             f"{unreachable[:, worst].mean():.1%} of posterior draws cannot reach loss "
             f"{targets[worst]:g} at any compute (irreducible loss at or above the target); "
             "their compute is inf",
+            PlanningWarning,
+            stacklevel=2,
+        )
+    if np.any(beyond):
+        worst = int(np.argmax(beyond.mean(axis=0)))
+        warnings.warn(
+            f"{beyond[:, worst].mean():.1%} of posterior draws need more than "
+            f"{math.exp(_LOG_C_RANGE[1]):.0e} FLOP, the end of the numerical search, to reach "
+            f"loss {targets[worst]:g}; their compute is inf",
             PlanningWarning,
             stacklevel=2,
         )
@@ -749,7 +789,8 @@ def _subset(post: _Posterior, mask: np.ndarray) -> _Posterior:
 
 def _numeric_compute_for_loss(post: _Posterior, targets: np.ndarray):
     params, ref = _jax_inputs(post)
-    grid = np.arange(_LOG_C_RANGE[0], _LOG_C_RANGE[1] + 1e-9, _LOG_C_STEP)
+    grid = np.arange(_LOG_C_RANGE[0], _LOG_C_RANGE[1], _LOG_C_STEP)
+    grid = np.append(grid, _LOG_C_RANGE[1])  # the search ends at 1e40 FLOP, not 0.74e40
     log_l = _log_optimal_loss_numeric(post, params, ref, grid)  # (S, G)
     log_l = np.where(np.isnan(log_l), np.inf, log_l)
     # Enforce monotonicity (L* is non-increasing in C); guards against round-off wiggles.

@@ -42,7 +42,7 @@ from .infer import batch as engine
 from .infer.nuts import SamplerConfig
 from .infer.pooled import MASSES, PooledSpec, population_moments, run_pooled, transform_name
 from .laws import Law
-from .model import ModelSpec, build_model
+from .model import ModelSpec, build_model, check_proportions
 from .results import ConvergenceWarning, at_depth_cap
 
 __all__ = [
@@ -128,7 +128,11 @@ def _reference_free(law: Law, name: str) -> bool:
     return True
 
 
-def _validate_curve(cid: str, d: ScalingData, law: Law) -> str:
+def _validate_curve(cid: str, d: ScalingData, law: Law, spec: ModelSpec) -> str:
+    try:
+        check_proportions(d.loss, spec)  # pooling has no binomial: no rounding note
+    except DataError as exc:
+        return f"curve {cid!r}: {exc}"
     for name in law.inputs:
         if getattr(d, name, None) is None:
             return (
@@ -285,7 +289,7 @@ def fit_pooled(
     messages = [m for _, _, m in entries]
     for i, d in enumerate(datas):
         if d is not None and not messages[i]:
-            messages[i] = _validate_curve(ids[i], d, law)
+            messages[i] = _validate_curve(ids[i], d, law, spec)
     valid = np.array([d is not None and not messages[i] for i, d in enumerate(datas)], dtype=bool)
     index = np.flatnonzero(valid)
     if index.size < 2:

@@ -82,9 +82,16 @@ class Convergence:
         unknown).
     stuck_chains
         Chains that never moved (:func:`stuck_chains`): they never left a start where the log
-        density or its gradient is not finite (no prior draw tried gave a finite one,
+        density is not finite (no prior draw tried gave a finite one,
         :func:`bayescale.infer.nuts.finite_init`), typically a law whose loss is <= 0, NaN or
-        inf where its priors reach.
+        inf where its priors reach; or, with a finite log density there, every step was
+        rejected (counted apart in ``stuck_finite``).
+    stuck_finite
+        Of ``stuck_chains``, those that never moved from a start with a finite log density:
+        warm-up shrank the step size towards 0. A gradient that is not finite there does
+        this, and so does a log density too rough at the working precision (``float32`` on
+        very precise data, where the posterior's width approaches the rounding of the log
+        loss).
     """
 
     max_rhat: float
@@ -100,6 +107,7 @@ class Convergence:
     depth_hits: float = 0.0
     max_tree_depth: int = 0
     stuck_chains: int = 0
+    stuck_finite: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -107,11 +115,18 @@ class Convergence:
         R-hat or ESS misses it and trees hit the depth cap (:attr:`deep_trees`), the last
         entry says so and names a deeper cap."""
         out = []
-        if self.stuck_chains:
+        if self.stuck_chains > self.stuck_finite:
             out.append(
-                f"{self.stuck_chains} chain(s) never moved: the log density or its gradient "
+                f"{self.stuck_chains - self.stuck_finite} chain(s) never moved: the log density "
                 "is not finite at their start nor at any prior draw tried (does the law give a "
                 "loss <= 0, NaN or inf where its priors reach?)"
+            )
+        if self.stuck_finite:
+            out.append(
+                f"{self.stuck_finite} chain(s) never moved from a start with a finite log "
+                "density: every step was rejected and warm-up shrank the step size towards 0 "
+                "(a gradient that is not finite there, or a log density too rough at the "
+                "working precision, as float32 on very precise data)"
             )
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
@@ -141,8 +156,13 @@ class Convergence:
         if self.converged:
             return ""
         out = []
-        if self.stuck_chains:
+        if self.stuck_chains > self.stuck_finite:
             out.append("check that the law's loss is positive and finite wherever its priors reach")
+        if self.stuck_finite:
+            out.append(
+                ("" if cli else "fit in float64 (dtype='float64') and ")  # the CLI fits in it
+                + "check that the law's gradient is finite wherever its priors reach"
+            )
         if self.disagreement:
             out.append(f"the data may not identify {self.worst_rhat}: check the law and its priors")
         if self.deep_trees:
@@ -283,14 +303,21 @@ def depth_hits(num_steps: np.ndarray, max_tree_depth: int) -> float:
     return float(np.mean(at_depth_cap(steps, max_tree_depth)))
 
 
-def stuck_chains(draws: Mapping[str, np.ndarray], energy: np.ndarray) -> int:
+def stuck_chains(
+    draws: Mapping[str, np.ndarray], energy: np.ndarray, *, finite_only: bool = False
+) -> int:
     """Chains that never moved: every kept draw of every site equals the chain's first, or
     the energy is finite at no draw (``draws``: site -> (chain, draw, ...); ``energy``:
     (chain, draw)). A start where the log density is not finite, or where it is but its
-    gradient is not, leaves the chain there: every trajectory diverges.
+    gradient is not, leaves the chain there: every trajectory diverges. With
+    ``finite_only``, only the chains that never moved with a finite energy (every step
+    rejected from a finite log density): pass the potential energy as ``energy`` for them,
+    since a step size shrunk to 0 can leave the kinetic energy NaN.
 
-    >>> stuck_chains({"a": np.array([[0.1, 0.4], [2.0, 2.0]])}, np.array([[1.0, 2.0], [3.0, 4.0]]))
-    1
+    >>> draws = {"a": np.array([[0.1, 0.4], [2.0, 2.0], [1.0, 1.0]])}
+    >>> energy = np.array([[1.0, 2.0], [3.0, 4.0], [np.nan, np.nan]])
+    >>> stuck_chains(draws, energy), stuck_chains(draws, energy, finite_only=True)
+    (2, 1)
     """
     e = np.asarray(energy)
     if e.size == 0:
@@ -299,7 +326,8 @@ def stuck_chains(draws: Mapping[str, np.ndarray], energy: np.ndarray) -> int:
     for x in draws.values():
         x = np.asarray(x)
         still &= np.all(x == x[:, :1], axis=tuple(range(1, x.ndim)))
-    return int(np.sum(still | ~np.any(np.isfinite(e), axis=-1)))
+    never_finite = ~np.any(np.isfinite(e), axis=-1)
+    return int(np.sum(still & ~never_finite if finite_only else still | never_finite))
 
 
 def convergence_of(
@@ -318,6 +346,7 @@ def convergence_of(
     depth_hits: float = 0.0,
     max_tree_depth: int = 0,
     stuck_chains: int = 0,
+    stuck_finite: int = 0,
 ) -> Convergence:
     """The :class:`Convergence` of a fit, naming the worst parameters of the per-parameter
     diagnostics ``rhat``, ``ess_bulk``, ``ess_tail`` (shared by single fits and the curves of
@@ -342,6 +371,7 @@ def convergence_of(
         depth_hits=float(depth_hits),
         max_tree_depth=int(max_tree_depth),
         stuck_chains=int(stuck_chains),
+        stuck_finite=int(stuck_finite),
     )
 
 
@@ -355,6 +385,7 @@ def diagnose(
     max_tree_depth: int = 0,
     bfmi: np.ndarray | None = None,
     depth_hit: np.ndarray | None = None,
+    potential_energy: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, Convergence]:
     """Per-parameter diagnostics table and the overall :class:`Convergence` (with
     ``num_steps`` and ``max_tree_depth``, the share of draws at the tree-depth cap).
@@ -362,7 +393,9 @@ def diagnose(
     ``bfmi`` (per chain) and ``depth_hit`` (per draw: 1 at the cap, for a thinned draw the
     share of its transitions at the cap), when given, replace the values computed from
     ``energy`` and ``num_steps``: a batch curve re-fitted with thinned draws brings those of
-    its consecutive transitions (the thinned energies would overstate E-BFMI)."""
+    its consecutive transitions (the thinned energies would overstate E-BFMI).
+    ``potential_energy`` tells a chain stuck where the log density is finite (its kinetic
+    energy, and so ``energy``, can be NaN once warm-up has shrunk the step size to 0)."""
     rhat, bulk, tail = azc.rhat(draws), azc.ess(draws, "bulk"), azc.ess(draws, "tail")
     mcse = azc.mcse_mean(draws)
     table = pd.DataFrame(
@@ -390,6 +423,9 @@ def diagnose(
         depth_hits=hits,
         max_tree_depth=max_tree_depth if known else 0,
         stuck_chains=stuck_chains(draws, energy),
+        stuck_finite=stuck_chains(
+            draws, energy if potential_energy is None else potential_energy, finite_only=True
+        ),
     )
     return table, conv
 
@@ -412,6 +448,7 @@ def diagnose_stats(
         max_tree_depth=config.max_tree_depth,
         bfmi=stats.get("bfmi"),
         depth_hit=stats.get("depth_hit"),
+        potential_energy=stats.get("potential_energy"),
     )
 
 

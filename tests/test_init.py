@@ -142,6 +142,44 @@ def test_a_law_with_no_finite_start_is_named_not_blamed_on_mixing():
     assert "never moved" in batch.message("a")
 
 
+def test_a_chain_stuck_at_a_finite_log_density_is_not_blamed_on_the_loss():
+    """A log density that is finite where its gradient is not (here everywhere: the law's
+    value is a, its gradient NaN) rejects every step, and warm-up shrinks the step size
+    towards 0; float32 on very precise data does the same. The message said the log density
+    "or its gradient" was not finite and asked whether the loss was <= 0: the finite case is
+    now told apart, with its own remedy."""
+    law = bs.laws.from_function(
+        "nan_gradient_test",
+        lambda N, a: (a + jnp.sqrt(a - a)) * jnp.ones_like(N),  # d/da sqrt(0) = NaN
+        inputs=("N",),
+        priors={"a": dist.LogNormal(0.0, 1.0)},
+    )
+    with pytest.warns(ConvergenceWarning, match="never moved"):
+        fit = bs.fit(_data(), law=law, rng_key=0, retry=False, num_warmup=20, num_samples=20)
+    conv = fit.convergence
+    assert conv.stuck_chains == conv.stuck_finite == 4
+    assert conv.problems[0].startswith("4 chain(s) never moved from a start with a finite log")
+    assert not any("loss <= 0" in p for p in conv.problems)
+    assert conv.remedy().startswith("fit in float64 (dtype='float64') and check that the law's")
+    assert "float64" not in conv.remedy(cli=True)  # the CLI fits in float64 only
+    with pytest.warns(ConvergenceWarning):
+        batch = bs.fit_many(
+            {"a": _data(0), "b": _data(1)}, law=law, retry=False, num_warmup=20,
+            num_samples=20, progress=False,
+        )  # fmt: skip
+    assert [batch.convergence(k).stuck_finite for k in ("a", "b")] == [4, 4]
+    assert "from a start with a finite log density" in batch.message("a")
+    # both kinds at once are counted apart
+    both = bs.results.Convergence(
+        max_rhat=1.0, min_ess_bulk=1e3, min_ess_tail=1e3, divergences=0, num_draws=100,
+        min_bfmi=1.0, stuck_chains=3, stuck_finite=1,
+    )  # fmt: skip
+    assert [p[:40] for p in both.problems] == [
+        "2 chain(s) never moved: the log density ",
+        "1 chain(s) never moved from a start with",
+    ]
+
+
 def test_pooled_starts_are_repaired_curve_by_curve():
     # a joint prior draw must give a positive loss on all four curves at once (about 1 in 40
     # under this prior): before finite_blocks two of the four chains never moved

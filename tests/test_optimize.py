@@ -500,6 +500,33 @@ def test_map_of_an_accuracy_law_with_padded_rows():
     assert -float(lp) == pytest.approx(pf.value, rel=1e-8)
 
 
+def test_map_of_the_binomial_likelihood_uses_trials():
+    """``bs.fit(method="map", likelihood="binomial", trials=n)`` dropped ``trials`` ("the
+    binomial likelihood needs trials= ..., got None"). On the expected counts of 100,000 items
+    (no sampling noise) the MAP is the true sigmoid, and its value is minus the log density of
+    the beta-binomial model with that many items."""
+    C = np.geomspace(1e18, 1e23, 16)
+    n = 100_000
+    acc = np.round((0.25 + 0.65 / (1 + (C / 1e21) ** -0.8)) * n) / n
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bs.DataWarning)  # whole counts: no rounding note
+        pf = bs.fit(
+            {"C": C, "loss": acc}, law="sigmoid_c", method="map", likelihood="binomial", trials=n
+        )
+    assert pf.converged
+    # count rounding moves an accuracy by at most 5e-6; the priors pull the mode by less
+    assert pf.params["floor"] == pytest.approx(0.25, abs=2e-4)
+    assert pf.params["ceiling"] == pytest.approx(0.90, abs=2e-4)
+    assert pf.params["k"] == pytest.approx(0.8, rel=2e-3)
+    assert pf.params["C0"] == pytest.approx(1e21, rel=2e-3)
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=n)
+    args = ({"C": jnp.asarray(np.log(C))}, pf.ref, jnp.asarray(np.log(acc)))
+    point = {k: jnp.asarray(v) for k, v in pf.sampled_params.items()}
+    assert -float(log_density(spec, args, {}, point)[0]) == pytest.approx(pf.value, rel=1e-8)
+    with pytest.raises(ValueError, match="runs in float64"):
+        bs.fit({"C": C, "loss": acc}, law="sigmoid_c", method="map", dtype="float32")
+
+
 # --------------------------------------------------------------------------------------------
 # Convergence policy, compilation, errors
 # --------------------------------------------------------------------------------------------

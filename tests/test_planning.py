@@ -42,6 +42,7 @@ from bayescale.planning import (
     optimal_allocation,
     prob_beats,
 )
+from bayescale.results import ExtrapolationWarning
 
 KAPLAN_ND = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
 
@@ -154,6 +155,14 @@ def test_synthetic_fit_interval_contains_the_true_allocation(synth_fit):
     assert row["extrapolation"] > 2
     inside = optimal_allocation(synth_fit, 1e20).iloc[0]
     assert inside["extrapolation"] == 1.0
+    # Far beyond it the plan warns, as predict does beyond 10x (it said nothing, even with
+    # N* at 0.1 parameters); the budgets inside 10x do not.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        assert optimal_allocation(synth_fit, [1e20, 1e21])["extrapolation"].max() < 10
+    with pytest.warns(ExtrapolationWarning, match=r"optimum at 1e\+27 FLOP .* beyond the fitted"):
+        far = optimal_allocation(synth_fit, [1e20, 1e27])
+    assert far["extrapolation"].iloc[1] > 10
     # The true exponent lies in the 80% interval of a.
     a = allocation_exponents(synth_fit, prob=0.8)
     true_a = BESIROGLU_2024["beta"] / (BESIROGLU_2024["alpha"] + BESIROGLU_2024["beta"])

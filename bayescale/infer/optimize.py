@@ -78,12 +78,13 @@ from numpyro import handlers
 from numpyro.distributions import biject_to
 
 from ..data import (
+    DataWarning,
     ScalingData,
     as_scaling_data,
     prediction_inputs,
 )
 from ..laws import Law
-from ..model import ModelSpec, build_model
+from ..model import ModelSpec, build_model, check_proportions
 
 __all__ = [
     "HUBER_DELTA",
@@ -1689,6 +1690,7 @@ def optimize(
     likelihood: str = "lognormal",
     df: float | None = 4.0,
     solver: str = "auto",
+    trials: int | None = None,
 ) -> PointFit:
     r"""Multi-start point fit of a scaling law: robust (Huber), least squares or MAP.
 
@@ -1734,8 +1736,9 @@ def optimize(
         Convergence of the Levenberg–Marquardt solver (and of the finish of the best L-BFGS
         optima): max-abs gradient ``<= tol * max(1, |value|)``, or (with the exact, positive
         definite Hessian) Newton decrement ``g^T H^{-1} g / 2 <= 1e-4 tol |value|``.
-    priors, likelihood, df
-        The Bayesian model of the MAP objective (as in :func:`bayescale.fit`).
+    priors, likelihood, df, trials
+        The Bayesian model of the MAP objective (as in :func:`bayescale.fit`; ``trials``: items
+        per evaluation of the ``"binomial"`` likelihood).
     solver
         Local solver of the multi-start stage, run from every start: ``"lbfgs"`` (L-BFGS with
         SciPy's L-BFGS-B settings: memory 10, a start has converged at max-abs gradient
@@ -1778,10 +1781,13 @@ def optimize(
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     data = as_scaling_data(data)
-    spec = build_model(law, likelihood=likelihood, priors=priors, df=df)
+    spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
     sites = spec.site_names if objective == "map" else law.param_names
     data.require(law.inputs, num_params=len(sites), law=law.name)
+    note = check_proportions(data.loss, spec)
+    if note:
+        warnings.warn(note, DataWarning, stacklevel=2)
     ref = _reference(data, law.inputs)
     logs = data.log_inputs()
     log_x = {k: np.asarray(logs[k], dtype=np.float64) for k in law.inputs}

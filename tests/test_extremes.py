@@ -1,0 +1,125 @@
+"""Numbers at the edges a scaling-law user reaches (found by a review of numerics at the
+extremes; each case gave a wrong number silently or a misleading message)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.check import backtest_points
+from bayescale.model import check_proportions
+
+C8 = np.geomspace(1e18, 1e23, 8)
+ACC8 = np.array([0.26, 0.27, 0.31, 0.42, 0.6, 0.74, 0.82, 0.86])
+
+
+def test_binomial_accuracies_that_are_no_whole_count_are_said():
+    """The binomial likelihood counts round(accuracy * trials) items: 0.263, 0.281 and 0.347
+    with trials=10 were all fitted as 3/10, silently."""
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=10)
+    assert check_proportions([0.3, 0.5, 0.9], spec) == ""
+    # float error of a whole count (0.29 * 100 = 28.999999999999996) is no rounding
+    assert (
+        check_proportions([0.29, 0.57], bs.build_model(spec.law, likelihood="binomial", trials=100))
+        == ""
+    )
+    note = check_proportions([0.3, 0.263, 0.281, 0.347], spec)
+    assert note.startswith("row 1: accuracy 0.263 is not a whole number of the trials=10 items")
+    assert "(3 such row(s))" in note and "fits 3/10 there" in note
+    beta = bs.build_model("sigmoid_c", likelihood="beta")
+    assert check_proportions([0.263], beta) == ""  # the Beta takes any accuracy in (0, 1)
+    for spec_ in (spec, beta):
+        with pytest.raises(bs.DataError, match=r"accuracies in \(0, 1\); row 2 has 1.0") as err:
+            check_proportions([0.3, 0.5, 1.0], spec_)
+        assert err.value.row == 2 and err.value.column == "loss"
+    assert check_proportions([0.3, 1.5], bs.build_model("sigmoid_c")) == ""  # a loss: unchecked
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
+def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkeypatch):
+    """fit_many fitted a curve with accuracy 1.0 under the Beta likelihood (its density is 0
+    or infinite there); bs.fit refused it. Now that curve alone is invalid_input."""
+    from conftest import fake_run_batch
+
+    import bayescale.infer.batch as engine
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    table = pd.DataFrame(
+        {"task": ["a"] * 8 + ["b"] * 8, "C": [*C8, *C8], "loss": [*ACC8, *ACC8[:-1], 1.0]}
+    )
+    kwargs = dict(curve="task", num_chains=2, num_samples=20, progress=False, retry=False)
+    batch = bs.fit_many(table, "sigmoid_c", likelihood="beta", **kwargs)
+    assert list(batch.status) != ["invalid_input"] * 2 and batch.status[1] == "invalid_input"
+    assert batch.summary()["message"].iloc[1] == (
+        "curve 'b': the beta likelihood models accuracies in (0, 1); row 7 has 1.0"
+    )
+    with pytest.warns(bs.DataWarning, match=r"curve 'a': row 0: accuracy 0.26 .* 3/10") as rec:
+        bs.fit_many(table.iloc[:8], "sigmoid_c", likelihood="binomial", trials=10, **kwargs)
+    assert sum(issubclass(w.category, bs.DataWarning) for w in rec) == 1
+
+
+def test_backtest_refuses_a_held_out_accuracy_of_one():
+    """A held-out run at accuracy 1.0 under the Beta likelihood was scored lpd = +inf (an
+    infinitely good forecast, which swamped every pooled mean); now it is refused before any
+    fit, as bs.fit refuses it in the training runs."""
+    data = bs.from_arrays(C=C8, loss=[*ACC8[:-1], 1.0])
+    for kw in ({"likelihood": "beta"}, {"likelihood": "binomial", "trials": 100}):
+        with pytest.raises(bs.DataError, match=r"row 7 has 1\.0"):
+            backtest_points(data, "sigmoid_c", cuts=[0.01], fit_kwargs=kw)
+
+
+def test_compute_for_loss_tells_beyond_the_search_from_unreachable():
+    """The numerical path called every draw not reached by its grid's last point (7.4e39,
+    short of the documented 1e40 FLOP) "unreachable (irreducible loss at or above the
+    target)", even for Kaplan's law, which has no irreducible loss."""
+    from bayescale.datasets import BESIROGLU_2024
+    from bayescale.planning import PlanningWarning, compute_for_loss
+
+    kaplan = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    r = kaplan["alpha_N"] / kaplan["alpha_D"]
+
+    def exact(loss):  # Kaplan et al. 2020's L(N, D) minimised at C = 6ND, solved for C
+        n = (kaplan["N_c"] ** r * (1 + r) / loss ** (1 / kaplan["alpha_D"])) ** (1 / r)
+        return 6 * kaplan["D_c"] * n ** (1 + r) / (r * kaplan["N_c"] ** r)
+
+    row = compute_for_loss(kaplan, loss=0.35).iloc[0]  # 8.4e39 FLOP: inside the search
+    assert row["compute_median"] == pytest.approx(exact(0.35), rel=1e-6)
+    assert exact(0.35) < 1e40
+    with pytest.warns(PlanningWarning, match=r"100.0% .* need more than 1e\+40 FLOP") as rec:
+        row = compute_for_loss(kaplan, loss=0.3).iloc[0]  # 3.2e41 FLOP
+    assert not any("irreducible" in str(w.message) for w in rec)
+    assert np.isinf(row["compute_median"]) and exact(0.3) > 1e40
+    assert row["beyond_range"] == 1.0 and row["unreachable"] == 0.0
+    # a law with an irreducible loss: draws whose E is above the target are unreachable
+    draws = {k: np.full(10, v) for k, v in BESIROGLU_2024.items()}
+    draws["E"] = np.array([1.70] * 7 + [1.90] * 3)
+    with pytest.warns(PlanningWarning, match="30.0% of posterior draws cannot reach"):
+        row = compute_for_loss(draws, loss=1.85, method="numerical").iloc[0]
+    assert row["unreachable"] == pytest.approx(0.3) and row["beyond_range"] == 0.0
+
+
+def test_float32_refuses_the_accuracy_likelihoods():
+    """float32 rounds the Beta and beta-binomial log densities by up to 1.6 and 0.4 nats at
+    precise data (phi log phi cancellation): a binomial sigmoid fit left 2 of 4 chains with
+    step size 0 and R-hat 2.16 where float64 converged. Refused before anything compiles."""
+    from scipy import stats
+
+    from bayescale.model import beta_binomial_logpmf
+
+    # the rounding behind it, at phi = 1e5 (sigma about 1.6e-3)
+    a, b = 0.5e5, 0.5e5
+    with jax.enable_x64(False):
+        f32 = float(
+            beta_binomial_logpmf(jnp.float32(250), jnp.float32(500), jnp.float32(a), jnp.float32(b))
+        )
+    exact = float(beta_binomial_logpmf(250.0, 500.0, a, b, xp=np))
+    assert abs(exact - stats.betabinom.logpmf(250, 500, a, b)) < 1e-6
+    assert abs(f32 - exact) > 0.03  # 0.069 nats: -3.405 against -3.336
+    data = {"C": C8, "loss": ACC8}
+    for kw in ({"likelihood": "beta"}, {"likelihood": "binomial", "trials": 100}):
+        with pytest.raises(ValueError, match=f"float32' does not support the {kw['likelihood']}"):
+            bs.fit(data, law="sigmoid_c", dtype="float32", **kw)
+        with pytest.raises(ValueError, match="fit accuracies in float64"):
+            bs.fit_many({"a": data}, "sigmoid_c", dtype="float32", progress=False, **kw)
