@@ -123,3 +123,15 @@ def test_float32_refuses_the_accuracy_likelihoods():
             bs.fit(data, law="sigmoid_c", dtype="float32", **kw)
         with pytest.raises(ValueError, match="fit accuracies in float64"):
             bs.fit_many({"a": data}, "sigmoid_c", dtype="float32", progress=False, **kw)
+
+
+def test_pooled_curves_with_an_accuracy_of_one_are_invalid():
+    from bayescale.pooling import _validate_curve
+
+    spec = bs.build_model("sigmoid_c", likelihood="beta")
+    ok = bs.from_arrays(C=C8, loss=ACC8)
+    bad = bs.from_arrays(C=C8, loss=[*ACC8[:-1], 1.0])
+    assert _validate_curve("a", ok, spec.law, spec) == ""
+    assert _validate_curve("b", bad, spec.law, spec) == (
+        "curve 'b': the beta likelihood models accuracies in (0, 1); row 7 has 1.0"
+    )
