@@ -587,6 +587,13 @@ class Fit:
             Show the sampled (reference-centred) parameters instead of the published ones.
         """
         _check_prob(prob)
+        # A published parameter can overflow to inf at a few draws where the data leave its
+        # log free (the sigmoid's C0 on flat, pre-emergence data): its mean is then inf and
+        # its sd and MCSE NaN, which the table shows; NumPy and ArviZ need not warn about it.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._summary(prob, sampled)
+
+    def _summary(self, prob: float, sampled: bool) -> pd.DataFrame:
         draws = dict(self.samples) if sampled else dict(self.params)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         rows = {}

@@ -1,6 +1,8 @@
 """Numbers at the edges a scaling-law user reaches (found by a review of numerics at the
 extremes; each case gave a wrong number silently or a misleading message)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +137,26 @@ def test_pooled_curves_with_an_accuracy_of_one_are_invalid():
     assert _validate_curve("b", bad, spec.law, spec) == (
         "curve 'b': the beta likelihood models accuracies in (0, 1); row 7 has 1.0"
     )
+
+
+def test_summary_of_a_parameter_with_an_overflowing_draw_is_quiet():
+    """Flat (pre-emergence) accuracies leave the sigmoid's log C0 free: a draw of C0 can
+    overflow to inf (1 of 1,200 here: 90% interval 0.003 to 2.9e92 FLOP). The summary's
+    mean is then inf and its sd and MCSE NaN, as the table shows; NumPy's and ArviZ's
+    RuntimeWarnings ("invalid value encountered in subtract") leaked to the user."""
+    rng = np.random.default_rng(0)
+    C = np.logspace(18, 22, 12)
+    acc = 0.25 + 0.01 * rng.standard_normal(12)
+    fit = bs.fit(
+        {"C": C, "loss": acc}, law="sigmoid_c", likelihood="normal", rng_key=0, retry=False,
+        num_warmup=300, num_samples=300,
+    )  # fmt: skip
+    params = dict(fit.params)
+    params["C0"] = params["C0"].copy()
+    params["C0"][0, 0] = np.inf  # whatever this machine's rounding drew
+    fit.__dict__["params"] = params
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = fit.summary()
+    assert np.isposinf(table.loc["C0", "mean"]) and np.isnan(table.loc["C0", "sd"])
+    assert np.isfinite(table.loc["C0", "median"]) and np.isfinite(table.loc["k", "mean"])
