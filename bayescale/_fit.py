@@ -158,7 +158,9 @@ def fit(
     if method == "map":
         from .infer.optimize import optimize
 
-        if dtype != "float64":
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if dtype == "float32":
             raise ValueError(
                 f"dtype={dtype!r} applies to method='nuts'; the MAP fit runs in float64"
             )

@@ -426,8 +426,8 @@ def fit_many(
             if note:
                 notes.append(f"curve {ids[i]!r}: {note}")
     if notes:
-        more = f" ({len(notes)} curves; the first)" if len(notes) > 1 else ""
-        warnings.warn(notes[0] + more, DataWarning, stacklevel=2)
+        first = f"{len(notes)} curves, the first: " if len(notes) > 1 else ""
+        warnings.warn(first + notes[0], DataWarning, stacklevel=2)
     valid = np.array([d is not None and not messages[i] for i, d in enumerate(datas)], dtype=bool)
     refs = {k: np.full(num, np.nan) for k in (*law.inputs, "loss")}
     for i in np.flatnonzero(valid):

@@ -253,6 +253,10 @@ def _split_indices(
     return np.flatnonzero(train), np.flatnonzero(~train)
 
 
+#: The binomial rounding note of check_proportions, which a backtest gives once for all runs.
+_ROUNDED = r".*is not a whole number of the trials="
+
+
 def backtest_points(
     data: Any,
     law: str | Law = "chinchilla",
@@ -314,7 +318,7 @@ def backtest_points(
             f"(present: {', '.join(data.inputs)})",
             column=missing[0],
         )
-    if likelihood in PROPORTION_LIKELIHOODS:  # held-out runs too: accuracy 1 scored lpd +inf
+    if likelihood in PROPORTION_LIKELIHOODS:  # held-out runs too (Beta at 1: lpd +inf)
         spec = build_model(law_obj, likelihood=likelihood, trials=kwargs.get("trials"))
         note = check_proportions(data.loss, spec)
         if note:
@@ -368,6 +372,7 @@ def backtest_points(
             combined = data.subset(np.concatenate([j[1] for j in todo]))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", _ROUNDED, DataWarning)  # said once, above
                 fits = fit_many(combined, law_obj, **kwargs)
             batch_s = (time.perf_counter() - start) / len(todo)
         for cid, train_rows, test_rows, train, test, why in jobs:
@@ -461,6 +466,7 @@ def _points_of_job(
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", _ROUNDED, DataWarning)  # said once, above
                 fit = fit_fn(train, law, **kwargs)
             seconds = time.perf_counter() - start
         status, note = fit.convergence.status, "; ".join(fit.convergence.problems)

@@ -53,17 +53,19 @@ def check_dtype(dtype: str, spec: ModelSpec) -> None:
 def check_proportions(loss: Any, spec: ModelSpec) -> str:
     """Check observed accuracies against a proportion likelihood of ``spec``.
 
-    Raises :class:`~bayescale.data.DataError` naming the first row whose accuracy is 1 or
-    more (the Beta density there is 0 or infinite, and a log accuracy of 0 cannot be scored).
-    Returns a note, ``""`` when there is none, when a ``"binomial"`` accuracy is not a whole
-    number of the ``trials`` items (the likelihood counts ``round(accuracy * trials)``
-    correct items, so 0.263 with ``trials=10`` is fitted as 3/10): callers warn with it.
-    Other likelihoods pass unchecked.
+    Raises :class:`~bayescale.data.DataError` naming the first row whose accuracy the
+    likelihood cannot score: 1 or more under ``"beta"`` (its density at 1 is 0 or infinite),
+    more than 1 under ``"binomial"`` (every item right, ``trials`` of ``trials``, is a count
+    it scores). Returns a note, ``""`` when there is none, when a ``"binomial"`` accuracy is
+    not a whole number of the ``trials`` items: the likelihood counts
+    ``round(accuracy * trials)`` correct items (0.263 with ``trials=10`` is fitted as 3/10),
+    harmless for a published accuracy rounded to a few digits but not for a wrong
+    ``trials``; callers warn with it. Other likelihoods pass unchecked.
 
     Examples
     --------
     >>> spec = build_model("sigmoid_c", likelihood="binomial", trials=10)
-    >>> check_proportions([0.3, 0.5], spec)
+    >>> check_proportions([0.3, 0.5, 1.0], spec)
     ''
     >>> check_proportions([0.263, 0.5], spec)[:62]
     'row 0: accuracy 0.263 is not a whole number of the trials=10 i'
@@ -73,27 +75,30 @@ def check_proportions(loss: Any, spec: ModelSpec) -> str:
     from .data import DataError
 
     acc = np.asarray(loss, dtype=np.float64)
-    if not np.all(acc < 1.0):
-        row = int(np.argmax(~(acc < 1.0)))
+    binomial = spec.likelihood == "binomial"
+    bad = ~(acc <= 1.0) if binomial else ~(acc < 1.0)
+    if bad.any():
+        row = int(np.argmax(bad))
         raise DataError(
-            f"the {spec.likelihood} likelihood models accuracies in (0, 1); row {row} has "
-            f"{float(acc[row])!r}",
+            f"the {spec.likelihood} likelihood models accuracies in "
+            f"{'(0, 1]' if binomial else '(0, 1)'}; row {row} has {float(acc[row])!r}",
             column="loss",
             row=row,
             value=float(acc[row]),
         )
-    if spec.likelihood != "binomial":
+    if not binomial:
         return ""
     count = acc * spec.trials
-    off = np.abs(count - np.round(count)) > 1e-6 * np.maximum(1.0, count)
+    off = np.abs(count - np.round(count)) > 1e-9 * np.maximum(1.0, count)  # float error: 1e-15
     if not off.any():
         return ""
     row = int(np.argmax(off))
     n = int(spec.trials)
     return (
-        f"row {row}: accuracy {float(acc[row])!r} is not a whole number of the trials={n} items "
-        f"({int(off.sum())} such row(s)); the binomial likelihood fits "
-        f"{int(np.round(count[row]))}/{n} there. Pass the benchmark's item count as trials="
+        f"row {row}: accuracy {float(acc[row])!r} is not a whole number of the trials={n} "
+        f"items ({int(off.sum())} such row(s)); the binomial likelihood counts "
+        f"round(accuracy * trials) = {int(np.round(count[row]))} correct there. Harmless if "
+        "the accuracies were rounded for publication; otherwise check trials="
     )
 
 

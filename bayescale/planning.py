@@ -715,11 +715,9 @@ def compute_for_loss(
     # irreducible loss is at or above the target; otherwise later than the search looks.
     unreachable = np.isposinf(log_c)
     beyond = np.zeros_like(unreachable)
-    if not closed:
-        floor = post.natural.get(str(post.law.extra.get("irreducible", "E")))
-        never = np.zeros_like(unreachable) if floor is None else floor[:, None] >= targets
-        beyond = unreachable & ~never
-        unreachable = unreachable & never
+    if not closed and unreachable.any():
+        beyond = unreachable & ~_never_reached(post, targets)
+        unreachable = unreachable & ~beyond
     compute = np.exp(log_c)
     opt_n = np.full((s, k), np.nan)
     for j in range(k):
@@ -785,6 +783,22 @@ def _subset(post: _Posterior, mask: np.ndarray) -> _Posterior:
         a_override=None if post.a_override is None else post.a_override[mask],
         log_ratio0=post.log_ratio0,
     )
+
+
+def _never_reached(post: _Posterior, targets: np.ndarray) -> np.ndarray:
+    """(draws, targets): whether a draw's optimal loss stays at or above a target at any
+    compute. Exact from the irreducible loss when the law names it (``E``, or
+    ``law.extra["irreducible"]``); otherwise read from the optimal loss at 1e100 FLOP (a
+    law whose floor has another name, or has none, as Kaplan's, whose optimal loss there is
+    0.001; the numerical optimum has no answer much beyond)."""
+    from .check import _irreducible
+
+    floor = post.natural.get(_irreducible(post.law))
+    if floor is None:
+        params, ref = _jax_inputs(post)
+        far = _log_optimal_loss_numeric(post, params, ref, np.array([math.log(1e100)]))
+        floor = np.exp(np.where(np.isnan(far), np.inf, far))[:, 0]  # no optimum: never
+    return floor[:, None] >= targets[None, :]
 
 
 def _numeric_compute_for_loss(post: _Posterior, targets: np.ndarray):

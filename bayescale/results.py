@@ -160,9 +160,9 @@ class Convergence:
             out.append("check that the law's loss is positive and finite wherever its priors reach")
         if self.stuck_finite:
             out.append(
-                ("" if cli else "fit in float64 (dtype='float64') and ")  # the CLI fits in it
-                + "check that the law's gradient is finite wherever its priors reach"
-            )
+                "check that the law's gradient is finite wherever its priors reach"
+                + ("" if cli else " (and fit in float64 if this fit ran in float32)")
+            )  # the CLI fits in float64 only
         if self.disagreement:
             out.append(f"the data may not identify {self.worst_rhat}: check the law and its priors")
         if self.deep_trees:

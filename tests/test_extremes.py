@@ -29,13 +29,17 @@ def test_binomial_accuracies_that_are_no_whole_count_are_said():
     )
     note = check_proportions([0.3, 0.263, 0.281, 0.347], spec)
     assert note.startswith("row 1: accuracy 0.263 is not a whole number of the trials=10 items")
-    assert "(3 such row(s))" in note and "fits 3/10 there" in note
+    assert "(3 such row(s))" in note and "round(accuracy * trials) = 3 correct" in note
+    # 0.1% of items in 1e6 is a whole 1000 items; 0.9000005 is not, and is said
+    big = bs.build_model(spec.law, likelihood="binomial", trials=10**6)
+    assert check_proportions([0.001], big) == "" and check_proportions([0.9000005], big)
     beta = bs.build_model("sigmoid_c", likelihood="beta")
     assert check_proportions([0.263], beta) == ""  # the Beta takes any accuracy in (0, 1)
-    for spec_ in (spec, beta):
-        with pytest.raises(bs.DataError, match=r"accuracies in \(0, 1\); row 2 has 1.0") as err:
-            check_proportions([0.3, 0.5, 1.0], spec_)
-        assert err.value.row == 2 and err.value.column == "loss"
+    # every item right is a count the binomial scores; the Beta density at 1 is 0 or inf
+    assert check_proportions([0.3, 0.5, 1.0], spec) == ""
+    for spec_, bad, interval in ((spec, 1.5, r"\(0, 1\]"), (beta, 1.0, r"\(0, 1\)")):
+        with pytest.raises(bs.DataError, match=rf"accuracies in {interval}; row 2 has {bad}"):
+            check_proportions([0.3, 0.5, bad], spec_)
     assert check_proportions([0.3, 1.5], bs.build_model("sigmoid_c")) == ""  # a loss: unchecked
 
 
@@ -57,7 +61,9 @@ def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkey
     assert batch.summary()["message"].iloc[1] == (
         "curve 'b': the beta likelihood models accuracies in (0, 1); row 7 has 1.0"
     )
-    with pytest.warns(bs.DataWarning, match=r"curve 'a': row 0: accuracy 0.26 .* 3/10") as rec:
+    with pytest.warns(
+        bs.DataWarning, match=r"curve 'a': row 0: accuracy 0.26 .* = 3 correct"
+    ) as rec:
         bs.fit_many(table.iloc[:8], "sigmoid_c", likelihood="binomial", trials=10, **kwargs)
     assert sum(issubclass(w.category, bs.DataWarning) for w in rec) == 1
 
@@ -66,9 +72,12 @@ def test_backtest_refuses_a_held_out_accuracy_of_one():
     """A held-out run at accuracy 1.0 under the Beta likelihood was scored lpd = +inf (an
     infinitely good forecast, which swamped every pooled mean); now it is refused before any
     fit, as bs.fit refuses it in the training runs."""
-    data = bs.from_arrays(C=C8, loss=[*ACC8[:-1], 1.0])
-    for kw in ({"likelihood": "beta"}, {"likelihood": "binomial", "trials": 100}):
-        with pytest.raises(bs.DataError, match=r"row 7 has 1\.0"):
+    for kw, bad in (
+        ({"likelihood": "beta"}, 1.0),
+        ({"likelihood": "binomial", "trials": 100}, 1.5),
+    ):
+        data = bs.from_arrays(C=C8, loss=[*ACC8[:-1], bad])
+        with pytest.raises(bs.DataError, match=rf"row 7 has {bad}"):
             backtest_points(data, "sigmoid_c", cuts=[0.01], fit_kwargs=kw)
 
 
@@ -99,6 +108,32 @@ def test_compute_for_loss_tells_beyond_the_search_from_unreachable():
     draws["E"] = np.array([1.70] * 7 + [1.90] * 3)
     with pytest.warns(PlanningWarning, match="30.0% of posterior draws cannot reach"):
         row = compute_for_loss(draws, loss=1.85, method="numerical").iloc[0]
+    assert row["unreachable"] == pytest.approx(0.3) and row["beyond_range"] == 0.0
+
+
+def test_compute_for_loss_reads_a_custom_laws_floor_from_far_budgets(monkeypatch):
+    """A user law whose irreducible loss has another name (L0): draws with L0 above the
+    target are unreachable (the first version took them for 'beyond 1e40 FLOP')."""
+    import numpyro.distributions as dist
+
+    from bayescale import planning
+    from bayescale.datasets import BESIROGLU_2024 as published
+
+    law = bs.laws.from_function(
+        "chinchilla_l0_test",
+        lambda N, D, L0, A, B, alpha, beta: L0 + A / N**alpha + B / D**beta,
+        inputs=("N", "D"),
+        priors={k: dist.LogNormal(0.0, 1.0) for k in ("L0", "A", "B", "alpha", "beta")},
+    )
+    nat = {"L0": np.array([1.70] * 7 + [1.90] * 3)}
+    nat |= {k: np.full(10, published[k]) for k in ("A", "B", "alpha", "beta")}
+    post = planning._Posterior(
+        law=law, sampled=dict(nat), natural=nat, ref={"N": 0.0, "D": 0.0, "loss": 0.0},
+        log_ratio0=np.log(20.0),
+    )  # fmt: skip
+    monkeypatch.setattr(planning, "_as_posterior", lambda *a, **k: post)
+    with pytest.warns(planning.PlanningWarning, match="30.0% of posterior draws cannot reach"):
+        row = planning.compute_for_loss({}, loss=1.85).iloc[0]
     assert row["unreachable"] == pytest.approx(0.3) and row["beyond_range"] == 0.0
 
 

@@ -160,8 +160,9 @@ def test_a_chain_stuck_at_a_finite_log_density_is_not_blamed_on_the_loss():
     assert conv.stuck_chains == conv.stuck_finite == 4
     assert conv.problems[0].startswith("4 chain(s) never moved from a start with a finite log")
     assert not any("loss <= 0" in p for p in conv.problems)
-    assert conv.remedy().startswith("fit in float64 (dtype='float64') and check that the law's")
-    assert "float64" not in conv.remedy(cli=True)  # the CLI fits in float64 only
+    assert conv.remedy().startswith("check that the law's gradient is finite wherever its")
+    assert "fit in float64 if this fit ran in float32" in conv.remedy()
+    assert "float" not in conv.remedy(cli=True)  # the CLI fits in float64 only
     with pytest.warns(ConvergenceWarning):
         batch = bs.fit_many(
             {"a": _data(0), "b": _data(1)}, law=law, retry=False, num_warmup=20,
