@@ -16,6 +16,21 @@ import jax as _jax
 # converted to float64 NumPy logs before they reach JAX; float32 is an explicit opt-in of fit().
 _jax.config.update("jax_enable_x64", True)
 
+
+def _import_tqdm_auto() -> None:
+    # NumPyro imports tqdm.auto, which in a notebook without ipywidgets warns "IProgress not
+    # found" at import: a warning about nothing the user did, in every notebook's first cell.
+    # Import it first with that warning silenced; bayescale's own bars pick the text bar there
+    # (batch.progress_bar).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.auto  # noqa: F401
+
+
+_import_tqdm_auto()
+
 from . import check, datasets, laws  # noqa: E402
 from ._fit import fit  # noqa: E402
 from .batch import BatchFit, fit_many, load_batch  # noqa: E402

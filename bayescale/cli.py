@@ -190,9 +190,12 @@ def _retry_text(fit: Fit) -> str:
 
 def _convergence_report(fit: Fit) -> str:
     conv = fit.convergence
+    # The gate reads the sampled coordinates; the summary table shows the published ones.
+    sites = list(fit.spec.site_names)
+    over = f" over the sampled {', '.join(sites)};" if set(sites) - set(fit.params) else ","
     numbers = (
         f"max R-hat {conv.max_rhat:.3f}, min ESS bulk {conv.min_ess_bulk:.0f} / tail "
-        f"{conv.min_ess_tail:.0f}, {conv.divergences} divergent transitions, min E-BFMI "
+        f"{conv.min_ess_tail:.0f}{over} {conv.divergences} divergent transitions, min E-BFMI "
         f"{conv.min_bfmi:.2f} ({fit.num_chains} chains x {fit.num_draws} draws"
         + (f", {_retry_text(fit)}" if conv.retried else "")
         + ")"
@@ -500,6 +503,31 @@ def _cmd_laws(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_outputs(out: str | None, ids: list[str]) -> dict[str, Path]:
+    """Where ``fit --out FIT.nc`` saves each curve: ``FIT.nc`` for one curve, else
+    ``FIT-<curve>.nc`` with the characters of the id other than letters, digits, ``_ . -``
+    replaced by ``_``. Two curves that would share a file are a usage error, before any fit
+    (``run a`` and ``run/a`` both gave ``FIT-run_a.nc``, the second overwriting the first)."""
+    if not out:
+        return {}
+    base = Path(out)
+    if len(ids) == 1:
+        return {ids[0]: base}
+    paths: dict[str, Path] = {}
+    for cid in ids:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", cid)
+        paths[cid] = base.with_name(f"{base.stem}-{safe}{base.suffix}")
+    seen: dict[Path, str] = {}
+    for cid, path in paths.items():
+        if path in seen:
+            raise ValueError(
+                f"--out {out}: curves {seen[path]!r} and {cid!r} would both be saved to "
+                f"{path}; rename one of them in the curve column"
+            )
+        seen[path] = cid
+    return paths
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -511,6 +539,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     data = _read_data(args)
     print(f"Data: {data.describe()}")
     curves = data.curves()
+    outs = _fit_outputs(args.out, list(curves))
     frames = []
     refused: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []  # curves whose data the law cannot be fitted to
@@ -534,11 +563,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(_summary_text(fit, args.prob))
         print(_convergence_report(fit))
         if args.out:
-            out = Path(args.out)
-            if many:
-                out = out.with_name(
-                    f"{out.stem}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', cid)}{out.suffix}"
-                )
+            out = outs[cid]
             fit.save(out)
             print(f"Saved the posterior to {out}")
         rows = []
@@ -890,7 +915,12 @@ def _data_options() -> argparse.ArgumentParser:
         "--U", metavar="COL", help="column of unique tokens U (datablations law; '' ignores U)"
     )
     cols.add_argument("--loss", metavar="COL", help="column of final losses")
-    cols.add_argument("--curve", metavar="COL", help="column of curve ids (fitted one by one)")
+    cols.add_argument(
+        "--curve",
+        metavar="COL",
+        help="column of curve ids (fit: each curve fitted on its own; fit-many: one batch; "
+        "optimal: the file must hold one curve)",
+    )
     cols.add_argument("--run", metavar="COL", help="column of training-run ids")
     read = parent.add_argument_group("reading the CSV")
     read.add_argument("--sep", default=",", help="CSV delimiter (default ',')")
@@ -1018,7 +1048,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="forecast target, e.g. N=70e9,D=1.4e12 or N=70B,D=1.4T (repeatable)",
     )
     fit.add_argument("--prob", type=_probability, default=0.9, help="interval mass (0.9)")
-    fit.add_argument("--out", metavar="FIT.nc", help="save the posterior (netCDF)")
+    fit.add_argument(
+        "--out",
+        metavar="FIT.nc",
+        help="save the posterior (netCDF); with several curves one file per curve, FIT-<curve>.nc",
+    )
     fit.add_argument("--csv", metavar="FORECAST.csv", help="write the forecasts as CSV")
     fit.set_defaults(handler=_cmd_fit)
 
@@ -1028,7 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit one law to every curve of a long-format CSV",
         description="Fit a law to every curve (rows sharing a --curve id) of a CSV in one "
         "compiled, vmapped NUTS program per shape; print one row per curve with parameter "
-        "intervals, diagnostics and a status (ok, divergences, rhat_high, ess_low, "
+        "intervals, diagnostics and a status (ok, divergences, rhat_high, ess_low, bfmi_low, "
         "invalid_input). A curve with bad input is reported; the others still fit (exit 2 "
         "when no curve can be fitted). With "
         "--predict, forecast every fitted curve; a curve whose fit fails the convergence gate "

@@ -320,7 +320,9 @@ def _mark_unconverged(ax: Axes, fit: Fit | None) -> None:
         gid=UNCONVERGED_GID,
     )
     warnings.warn(
-        f"plotting a fit that {verdict.lower()} ({'; '.join(fit.convergence.problems)}): "
+        f"plotting a fit that "
+        f"{'fails the convergence gate badly' if fit.convergence.fails_badly else 'did not converge'}"
+        f" ({'; '.join(fit.convergence.problems)}): "
         "its bands and forecasts are unreliable",
         ConvergenceWarning,
         stacklevel=3,

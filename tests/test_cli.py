@@ -91,6 +91,10 @@ def _printed_forecast(out: str, target: str) -> tuple[float, float, float]:
 def test_fit_prints_summary_verdict_and_timing(fitted):
     assert fitted.rc == 0, fitted.err
     assert "Convergence: OK" in fitted.out
+    # the gate reads the sampled coordinates, which the table (E, A, B, ...) does not show
+    assert (
+        "tail " in fitted.out and " over the sampled log_L_ref, frac, split, alpha, " in fitted.out
+    )
     assert re.search(r"Timing: compile \d+\.\d s, sampling \d+\.\d+ s", fitted.out)
     for name in ("E", "A", "B", "alpha", "beta", "sigma"):
         assert re.search(rf"^{name}\s+\d", fitted.out, flags=re.MULTILINE), name
@@ -173,6 +177,24 @@ def test_fit_with_curves_fits_each_curve(tmp_path):
     assert list(table["curve"]) == ["s1", "s2"]
     truth = _true_loss(1e9, 2e10)
     assert np.all((table["loss_lower"] <= truth) & (truth <= table["loss_upper"]))
+
+
+def test_fit_with_curves_refuses_two_curves_saved_to_one_file(tmp_path):
+    """Curve ids 'run a' and 'run/a' both became fit-run_a.nc: the second fit overwrote
+    the first, silently. Now a usage error before any fit."""
+    frames = [
+        chinchilla_synthetic(seed=1, as_data=False).assign(run_set=name)
+        for name in ("run a", "run/a")
+    ]
+    path = tmp_path / "curves.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    rc, out, err = call_cli(["fit", path, "--curve", "run_set", "--out", tmp_path / "fit.nc"])
+    assert rc == 2 and "=== curve" not in out
+    assert err.strip() == (
+        f"bayescale: error: --out {tmp_path / 'fit.nc'}: curves 'run a' and 'run/a' would both "
+        f"be saved to {tmp_path / 'fit-run_a.nc'}; rename one of them in the curve column"
+    )
+    assert not list(tmp_path.glob("*.nc"))
 
 
 def test_optimal_rejects_a_law_other_than_the_saved_one(fitted):

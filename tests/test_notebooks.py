@@ -35,3 +35,34 @@ def test_notebook_runs_in_fast_mode(path, shared, monkeypatch):
     client.execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+def test_import_in_a_notebook_without_ipywidgets_is_quiet():
+    """NumPyro imports tqdm.auto, which in a notebook kernel without ipywidgets warned
+    "IProgress not found. Please update jupyter and ipywidgets" at ``import bayescale``, in
+    the first cell of every notebook. Run in a fresh process that looks like a kernel."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import importlib.util, sys, types, warnings
+        import IPython
+        class ZMQInteractiveShell: pass
+        IPython.get_ipython = lambda: ZMQInteractiveShell()
+        sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")
+        assert importlib.util.find_spec("ipywidgets") is None, "test needs no ipywidgets"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import tqdm.notebook
+            assert tqdm.notebook.IProgress is None
+            import bayescale
+        print([str(w.message) for w in caught if "IProgress" in str(w.message)])
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
