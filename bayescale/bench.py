@@ -1733,8 +1733,13 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
     if mapfit["rows"]:
         out += [
             "",
-            f"{mapfit.get('data')}; SciPy measured on every {mapfit.get('scipy_stride')}-th "
-            "start and scaled to all starts. Speed-up: SciPy's run time over the row's.",
+            f"{mapfit.get('data')}; SciPy measured on "
+            + (
+                "every start"
+                if mapfit.get("scipy_stride") == 1
+                else f"every {mapfit.get('scipy_stride')}th start and scaled to all starts"
+            )
+            + ". Speed-up: SciPy's run time over the row's.",
             "",
             _table(
                 mapfit["rows"],
