@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -20,43 +18,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # test_cli.py that would otherwise decide the devices, and with them the chain layout
 # (chain_method="auto"), of every later fit in that worker.
 jax.devices()
-
-#: Where the test run keeps compiled XLA programs (JAX's persistent compilation cache).
-CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
-#: The run's own cache root (set by the controller; each xdist worker uses a subdirectory).
-OWN_CACHE_ENV = "BAYESCALE_TEST_XLA_CACHE"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """One persistent XLA compilation cache per test run, empty at its start and removed at
-    its end: a sampler program that two test files, or a test and the ``bayescale`` CLI
-    processes it starts, build for the same law, data shape and settings is compiled once.
-    Compiling is most of the suite's time on CPU; the programs and their draws are the same
-    either way. Each pytest-xdist worker (which inherits this process's environment) has a
-    directory of its own, shared only with the processes it starts and waits for: JAX writes
-    an entry without a lock, and a read of an entry another process is writing would warn
-    (an error in tests that turn warnings into errors). A cache directory the caller already
-    set is used as it is, and kept."""
-    if not hasattr(config, "workerinput") and CACHE_ENV not in os.environ:
-        config._bayescale_cache = tempfile.mkdtemp(prefix="bayescale-tests-xla-")
-        os.environ[CACHE_ENV] = os.environ[OWN_CACHE_ENV] = config._bayescale_cache
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    own = os.environ.get(OWN_CACHE_ENV)
-    if own is not None and own == os.environ.get(CACHE_ENV) and hasattr(config, "workerinput"):
-        os.environ[CACHE_ENV] = os.path.join(own, config.workerinput["workerid"])
-    if CACHE_ENV in os.environ:  # jax read the environment before this hook ran
-        jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
-        jax.config.update(
-            "jax_persistent_cache_min_compile_time_secs",
-            float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")),
-        )
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    cache = getattr(config, "_bayescale_cache", None)
-    if cache is not None:
-        shutil.rmtree(cache, ignore_errors=True)
-
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
