@@ -20,8 +20,8 @@ _jax.config.update("jax_enable_x64", True)
 def _import_tqdm_auto() -> None:
     # NumPyro imports tqdm.auto, which in a notebook without ipywidgets warns "IProgress not
     # found" at import: a warning about nothing the user did, in every notebook's first cell.
-    # Import it first with that warning silenced; bayescale's own bars pick the text bar there
-    # (batch.progress_bar).
+    # Import it first with that warning silenced: it then is the text bar there, for NumPyro's
+    # bars and bayescale's alike.
     import warnings
 
     with warnings.catch_warnings():

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import DataWarning, ScalingData, as_scaling_data
+from .data import ScalingData, as_scaling_data
 from .infer.nuts import SamplerConfig, run_nuts
 from .laws import Law
-from .model import build_model, check_dtype, check_proportions
+from .model import build_model, check_dtype, warn_proportions
 from .results import ConvergenceWarning, Fit, diagnose_stats
 
 #: Target acceptance probability of the automatic retry of a fit with divergences or high R-hat.
@@ -158,8 +158,7 @@ def fit(
     if method == "map":
         from .infer.optimize import optimize
 
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        check_dtype(dtype)
         if dtype == "float32":
             raise ValueError(
                 f"dtype={dtype!r} applies to method='nuts'; the MAP fit runs in float64"
@@ -179,9 +178,7 @@ def fit(
     data = as_scaling_data(data)
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
-    note = check_proportions(data.loss, spec)
-    if note:
-        warnings.warn(note, DataWarning, stacklevel=2)
+    warn_proportions(data.loss, spec)
     data.require(law.inputs, num_params=spec_size(spec), law=law.name)
     check_dtype(dtype, spec)
     np_dtype = np.float64 if dtype == "float64" else np.float32

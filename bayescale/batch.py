@@ -96,19 +96,6 @@ LOG_LIKELIHOOD_MAX_VALUES = 50_000_000
 COMPILE_COST = 2e7
 
 
-def progress_bar() -> Any:
-    """tqdm's bar class: the notebook widget when ipywidgets is installed, else the text
-    bar (``tqdm.auto`` in a notebook without ipywidgets warns "IProgress not found" at every
-    call, then falls back to text anyway)."""
-    import importlib.util
-
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm.std import tqdm
-    return tqdm
-
-
 # ============================================================================= input handling
 def _split_curves(
     data: Any, curve: str | list[str] | None, columns: Mapping[str, Any], *, sep: str = ","
@@ -701,7 +688,8 @@ class _Runner:
     def run(self, index: np.ndarray, state: _Sampled, config: SamplerConfig, label="fit") -> None:
         if index.size == 0:
             return
-        tqdm = progress_bar()
+        from tqdm.auto import tqdm
+
         plan = self.chunks(index, config)
         bar = tqdm(
             total=int(index.size),

@@ -57,7 +57,7 @@ from .model import (
     beta_binomial_logpmf,
     beta_shapes,
     build_model,
-    check_proportions,
+    warn_proportions,
 )
 from .results import ConvergenceWarning, ExtrapolationWarning, Fit
 
@@ -320,9 +320,7 @@ def backtest_points(
         )
     if likelihood in PROPORTION_LIKELIHOODS:  # held-out runs too (Beta at 1: lpd +inf)
         spec = build_model(law_obj, likelihood=likelihood, trials=kwargs.get("trials"))
-        note = check_proportions(data.loss, spec)
-        if note:
-            warnings.warn(note, DataWarning, stacklevel=2)
+        warn_proportions(data.loss, spec)
     mask = None
     if split is not None:
         mask = np.asarray(split)

@@ -27,8 +27,9 @@ LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal", "beta", "binomial"
 PROPORTION_LIKELIHOODS = ("beta", "binomial")
 
 
-def check_dtype(dtype: str, spec: ModelSpec) -> None:
-    """Refuse a sampler precision ``dtype`` that the model ``spec`` cannot use.
+def check_dtype(dtype: str, spec: ModelSpec | None = None) -> None:
+    """Refuse a sampler precision ``dtype`` that is not one, or that the model ``spec``
+    (when given) cannot use.
 
     ``"float32"`` is refused with the ``"beta"`` and ``"binomial"`` likelihoods: their log
     densities subtract log-gamma values of size phi log phi, which float32 rounds by up to 1.6
@@ -42,7 +43,7 @@ def check_dtype(dtype: str, spec: ModelSpec) -> None:
     """
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    if dtype == "float32" and spec.likelihood in PROPORTION_LIKELIHOODS:
+    if dtype == "float32" and spec is not None and spec.likelihood in PROPORTION_LIKELIHOODS:
         raise ValueError(
             f"dtype='float32' does not support the {spec.likelihood} likelihood: its log "
             "density loses up to 1.6 nats to float32 rounding at precise data (phi log phi "
@@ -100,6 +101,18 @@ def check_proportions(loss: Any, spec: ModelSpec) -> str:
         f"round(accuracy * trials) = {int(np.round(count[row]))} correct there. Harmless if "
         "the accuracies were rounded for publication; otherwise check trials="
     )
+
+
+def warn_proportions(loss: Any, spec: ModelSpec, *, stacklevel: int = 2) -> None:
+    """:func:`check_proportions`, its note warned as a :class:`~bayescale.data.DataWarning`
+    attributed ``stacklevel`` frames above the caller (2: the caller's caller)."""
+    note = check_proportions(loss, spec)
+    if note:
+        import warnings
+
+        from .data import DataWarning
+
+        warnings.warn(note, DataWarning, stacklevel=stacklevel + 1)
 
 
 def beta_precision(sigma):

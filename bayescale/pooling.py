@@ -326,7 +326,7 @@ def fit_pooled(
     config = SamplerConfig(**{**config.__dict__, "dense_mass": mass == "block"})
     key, seed = as_key(rng_key)
 
-    tqdm = _batch.progress_bar()
+    from tqdm.auto import tqdm
 
     per_chain = config.num_warmup + config.num_samples
     bar = tqdm(

@@ -78,13 +78,12 @@ from numpyro import handlers
 from numpyro.distributions import biject_to
 
 from ..data import (
-    DataWarning,
     ScalingData,
     as_scaling_data,
     prediction_inputs,
 )
 from ..laws import Law
-from ..model import ModelSpec, build_model, check_proportions
+from ..model import ModelSpec, build_model, warn_proportions
 
 __all__ = [
     "HUBER_DELTA",
@@ -1785,9 +1784,7 @@ def optimize(
     law = spec.law
     sites = spec.site_names if objective == "map" else law.param_names
     data.require(law.inputs, num_params=len(sites), law=law.name)
-    note = check_proportions(data.loss, spec)
-    if note:
-        warnings.warn(note, DataWarning, stacklevel=2)
+    warn_proportions(data.loss, spec)
     ref = _reference(data, law.inputs)
     logs = data.log_inputs()
     log_x = {k: np.asarray(logs[k], dtype=np.float64) for k in law.inputs}
