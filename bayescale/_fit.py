@@ -178,7 +178,7 @@ def fit(
     data = as_scaling_data(data)
     spec = build_model(law, likelihood=likelihood, priors=priors, df=df, trials=trials)
     law = spec.law
-    warn_proportions(data.loss, spec)
+    warn_proportions(data.loss, spec, locate=data.locate)
     data.require(law.inputs, num_params=spec_size(spec), law=law.name)
     check_dtype(dtype, spec)
     np_dtype = np.float64 if dtype == "float64" else np.float32

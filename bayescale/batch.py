@@ -419,7 +419,7 @@ def fit_many(
             continue
         try:
             d.require(law.inputs, num_params=len(spec.site_names), law=law.name)
-            note = check_proportions(d.loss, spec)
+            note = check_proportions(d.loss, spec, locate=d.locate)
         except DataError as exc:
             messages[i] = str(exc) if str(exc).startswith("curve ") else f"curve {ids[i]!r}: {exc}"
         else:
@@ -1204,6 +1204,9 @@ class BatchFit:
         ConvergenceWarning
             Once, naming the refused curves (and counting the forecast curves that miss the
             policy), whenever any forecast curve is not ``ok``.
+        ExtrapolationWarning
+            Once, when a target lies more than 10x beyond some curve's data: it names those
+            curves and the farthest curve and target.
 
         Examples
         --------
@@ -1245,13 +1248,16 @@ class BatchFit:
             for i in idx:
                 extra[i] = self._extrapolation(i, vals)
         # Curves that were not fitted (invalid input) have all-NaN rows: count them as 0.
-        extra_max = np.max(np.nan_to_num(extra, nan=0.0), axis=1, initial=0.0)
+        extra = np.nan_to_num(extra, nan=0.0)
+        extra_max = np.max(extra, axis=1, initial=0.0)
         if extra_max.max(initial=0.0) > EXTRAPOLATION_WARN:
-            far = int(np.sum(extra_max > EXTRAPOLATION_WARN))
+            far = [self.curve_ids[i] for i in np.flatnonzero(extra_max > EXTRAPOLATION_WARN)]
+            worst, at = np.unravel_index(int(np.argmax(extra)), extra.shape)
+            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in vals)
             warnings.warn(
                 f"extrapolating more than {EXTRAPOLATION_WARN:.0f}x beyond the fitted data of "
-                f"{far} curve(s) (up to {extra_max.max():.0f}x); intervals assume the law "
-                "holds that far",
+                f"{len(far)} curve(s) ({name_list(far)}), up to {extra_max.max():.0f}x (curve "
+                f"{self.curve_ids[worst]!r} at {point}); intervals assume the law holds that far",
                 ExtrapolationWarning,
                 stacklevel=2,
             )

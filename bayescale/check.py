@@ -320,7 +320,7 @@ def backtest_points(
         )
     if likelihood in PROPORTION_LIKELIHOODS:  # held-out runs too (Beta at 1: lpd +inf)
         spec = build_model(law_obj, likelihood=likelihood, trials=kwargs.get("trials"))
-        warn_proportions(data.loss, spec)
+        warn_proportions(data.loss, spec, locate=data.locate)
     mask = None
     if split is not None:
         mask = np.asarray(split)

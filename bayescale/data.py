@@ -15,7 +15,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,10 @@ class ScalingData:
         Object arrays of string ids of curves (fitted separately) and of training runs.
     source : str
         File path, ``"<DataFrame>"`` or ``"<arrays>"``.
+    origin : TableRows or None
+        Where each row came from: its row in the table that was read (and CSV line), kept
+        through :meth:`subset` and :meth:`curves`, so that a later check names the row as the
+        user numbers it (:meth:`locate`). ``None``: rows are numbered from 0.
 
     Examples
     --------
@@ -279,6 +283,7 @@ class ScalingData:
     source: str = "<arrays>"
     derived: tuple[str, ...] = ()
     U: np.ndarray | None = None
+    origin: TableRows | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.loss))
@@ -335,7 +340,21 @@ class ScalingData:
             raise DataError(f"boolean mask of shape {index.shape} for {len(self)} rows")
         fields = {k: getattr(self, k) for k in (*_ROLES, "curve", "run")}
         kept = {k: (None if v is None else v[index]) for k, v in fields.items()}
-        return ScalingData(**kept, source=self.source, derived=self.derived)
+        origin = None
+        if self.origin is not None:
+            origin = TableRows(np.asarray(self.origin.rows)[index], self.origin.line_of)
+        return ScalingData(**kept, source=self.source, derived=self.derived, origin=origin)
+
+    def locate(self, row: int) -> tuple[int, int | None]:
+        """Row ``row`` of this data as the user numbers it: (row of the table it was read
+        from, 0-based; its 1-based CSV line or None), also after :meth:`subset`.
+
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"N": [1e8, 2e8, 4e8, 8e8], "loss": [3.0, 2.8, 2.7, 2.6]})
+        >>> from_dataframe(table).subset([1, 3]).locate(1)
+        (3, None)
+        """
+        return (row, None) if self.origin is None else self.origin.locate(row)
 
     def curves(self) -> dict[str, ScalingData]:
         """Split by curve id, in order of first appearance; ``{"all": self}`` without curves."""
@@ -444,7 +463,8 @@ def _build(
         k: None if v is None else _ids(k, v, n, line_of)
         for k, v in (("curve", curve), ("run", run))
     }
-    data = ScalingData(**values, **ids, source=source, derived=derived)  # type: ignore[arg-type]
+    origin = line_of if isinstance(line_of, TableRows) else TableRows(np.arange(n), line_of)
+    data = ScalingData(**values, **ids, source=source, derived=derived, origin=origin)  # type: ignore[arg-type]
     frame = data.to_frame()
     dup = frame.duplicated().to_numpy()
     if dup.any():

@@ -7,7 +7,7 @@ centred. An optional boolean ``mask`` removes padded points from the likelihood 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,9 @@ def check_dtype(dtype: str, spec: ModelSpec | None = None) -> None:
         )
 
 
-def check_proportions(loss: Any, spec: ModelSpec) -> str:
+def check_proportions(
+    loss: Any, spec: ModelSpec, *, locate: Callable[[int], tuple[int, int | None]] | None = None
+) -> str:
     """Check observed accuracies against a proportion likelihood of ``spec``.
 
     Raises :class:`~bayescale.data.DataError` naming the first row whose accuracy the
@@ -61,7 +63,9 @@ def check_proportions(loss: Any, spec: ModelSpec) -> str:
     not a whole number of the ``trials`` items: the likelihood counts
     ``round(accuracy * trials)`` correct items (0.263 with ``trials=10`` is fitted as 3/10),
     harmless for a published accuracy rounded to a few digits but not for a wrong
-    ``trials``; callers warn with it. Other likelihoods pass unchecked.
+    ``trials``; callers warn with it. Other likelihoods pass unchecked. ``locate`` (e.g.
+    :meth:`ScalingData.locate <bayescale.data.ScalingData.locate>`) maps a row of ``loss`` to
+    the row of the user's table and its CSV line, which the messages then name.
 
     Examples
     --------
@@ -73,18 +77,24 @@ def check_proportions(loss: Any, spec: ModelSpec) -> str:
     """
     if spec.likelihood not in PROPORTION_LIKELIHOODS:
         return ""
-    from .data import DataError
+    from .data import DataError, _place
+
+    def place(row: int) -> tuple[str, int, int | None]:
+        shown, line = (row, None) if locate is None else locate(row)
+        return _place(None, shown, line), shown, line
 
     acc = np.asarray(loss, dtype=np.float64)
     binomial = spec.likelihood == "binomial"
     bad = ~(acc <= 1.0) if binomial else ~(acc < 1.0)
     if bad.any():
         row = int(np.argmax(bad))
+        where, shown, line = place(row)
         raise DataError(
             f"the {spec.likelihood} likelihood models accuracies in "
-            f"{'(0, 1]' if binomial else '(0, 1)'}; row {row} has {float(acc[row])!r}",
+            f"{'(0, 1]' if binomial else '(0, 1)'}; {where} has {float(acc[row])!r}",
             column="loss",
-            row=row,
+            row=shown,
+            line=line,
             value=float(acc[row]),
         )
     if not binomial:
@@ -96,17 +106,23 @@ def check_proportions(loss: Any, spec: ModelSpec) -> str:
     row = int(np.argmax(off))
     n = int(spec.trials)
     return (
-        f"row {row}: accuracy {float(acc[row])!r} is not a whole number of the trials={n} "
+        f"{place(row)[0]}: accuracy {float(acc[row])!r} is not a whole number of the trials={n} "
         f"items ({int(off.sum())} such row(s)); the binomial likelihood counts "
         f"round(accuracy * trials) = {int(np.round(count[row]))} correct there. Harmless if "
         "the accuracies were rounded for publication; otherwise check trials="
     )
 
 
-def warn_proportions(loss: Any, spec: ModelSpec, *, stacklevel: int = 2) -> None:
+def warn_proportions(
+    loss: Any,
+    spec: ModelSpec,
+    *,
+    stacklevel: int = 2,
+    locate: Callable[[int], tuple[int, int | None]] | None = None,
+) -> None:
     """:func:`check_proportions`, its note warned as a :class:`~bayescale.data.DataWarning`
     attributed ``stacklevel`` frames above the caller (2: the caller's caller)."""
-    note = check_proportions(loss, spec)
+    note = check_proportions(loss, spec, locate=locate)
     if note:
         import warnings
 

@@ -130,7 +130,9 @@ def _reference_free(law: Law, name: str) -> bool:
 
 def _validate_curve(cid: str, d: ScalingData, law: Law, spec: ModelSpec) -> str:
     try:
-        check_proportions(d.loss, spec)  # pooling has no binomial: no rounding note
+        check_proportions(
+            d.loss, spec, locate=d.locate
+        )  # pooling has no binomial: no rounding note
     except DataError as exc:
         return f"curve {cid!r}: {exc}"
     for name in law.inputs:

@@ -44,9 +44,11 @@ def test_binomial_accuracies_that_are_no_whole_count_are_said():
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
-def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkeypatch):
+def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkeypatch, tmp_path):
     """fit_many fitted a curve with accuracy 1.0 under the Beta likelihood (its density is 0
-    or infinite there); bs.fit refused it. Now that curve alone is invalid_input."""
+    or infinite there); bs.fit refused it. Now that curve alone is invalid_input, and the
+    message names the row of the whole table (and its CSV line), as the other checks do (it
+    named the 8th row of curve 'b', "row 7")."""
     from conftest import fake_run_batch
 
     import bayescale.infer.batch as engine
@@ -59,13 +61,25 @@ def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkey
     batch = bs.fit_many(table, "sigmoid_c", likelihood="beta", **kwargs)
     assert list(batch.status) != ["invalid_input"] * 2 and batch.status[1] == "invalid_input"
     assert batch.summary()["message"].iloc[1] == (
-        "curve 'b': the beta likelihood models accuracies in (0, 1); row 7 has 1.0"
+        "curve 'b': the beta likelihood models accuracies in (0, 1); row 15 has 1.0"
+    )
+    path = tmp_path / "acc.csv"
+    table.to_csv(path, index=False)
+    batch = bs.fit_many(path, "sigmoid_c", likelihood="beta", **kwargs)
+    assert batch.summary()["message"].iloc[1] == (
+        "curve 'b': the beta likelihood models accuracies in (0, 1); row 15 (CSV line 17) has 1.0"
     )
     with pytest.warns(
-        bs.DataWarning, match=r"curve 'a': row 0: accuracy 0.26 .* = 3 correct"
+        bs.DataWarning, match=r"curve 'b': row 8: accuracy 0.26 .* = 3 correct"
     ) as rec:
-        bs.fit_many(table.iloc[:8], "sigmoid_c", likelihood="binomial", trials=10, **kwargs)
+        whole = table.assign(
+            loss=np.where(table["task"] == "a", np.round(table["loss"], 1), table["loss"])
+        )
+        bs.fit_many(whole, "sigmoid_c", likelihood="binomial", trials=10, **kwargs)
     assert sum(issubclass(w.category, bs.DataWarning) for w in rec) == 1
+    with pytest.raises(bs.DataError, match=r"row 15 \(CSV line 17\) has 1.0") as err:
+        bs.fit(path, "sigmoid_c", likelihood="beta")  # refused before anything compiles
+    assert (err.value.row, err.value.line, err.value.value) == (15, 17, 1.0)
 
 
 def test_backtest_refuses_a_held_out_accuracy_of_one():

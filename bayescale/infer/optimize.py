@@ -1784,7 +1784,7 @@ def optimize(
     law = spec.law
     sites = spec.site_names if objective == "map" else law.param_names
     data.require(law.inputs, num_params=len(sites), law=law.name)
-    warn_proportions(data.loss, spec)
+    warn_proportions(data.loss, spec, locate=data.locate)
     ref = _reference(data, law.inputs)
     logs = data.log_inputs()
     log_x = {k: np.asarray(logs[k], dtype=np.float64) for k in law.inputs}
