@@ -61,7 +61,8 @@ QUICK = {"num_warmup": 400, "num_samples": 600}
 #: Compute budgets (FLOP) of the demo's allocation table: the top of the synthetic data, the
 #: Chinchilla budget 6 x 70e9 x 1.4e12, and 1e25.
 DEMO_BUDGETS = (1e21, 5.88e23, 1e25)
-_LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal")
+#: bayescale.model.LIKELIHOODS (kept here so that building the parser does not import JAX).
+_LIKELIHOODS = ("lognormal", "student_t", "laplace", "normal", "beta", "binomial")
 _EPILOG = """\
 parallel chains:
   Before JAX starts, bayescale adds --{flag}=K to XLA_FLAGS with
@@ -170,11 +171,21 @@ def _prob_label(prob: float) -> str:
     return f"{100 * prob:g}%"
 
 
+def _likelihood_text(spec: Any) -> str:
+    """``binomial likelihood (trials=100)``, ``student_t likelihood (df=4)``, ..."""
+    extra = ""
+    if spec.trials is not None:
+        extra = f" (trials={spec.trials:g})"
+    elif spec.likelihood == "student_t":
+        extra = " (df learnt)" if spec.df is None else f" (df={spec.df:g})"
+    return f"{spec.likelihood} likelihood{extra}"
+
+
 def _fit_header(fit: Fit) -> str:
     law = fit.law
     return (
-        f"Fit of {law.name} ({law.formula}) to {len(fit.data)} runs, {fit.spec.likelihood} "
-        f"likelihood; {fit.num_chains} chains x {fit.num_draws} draws."
+        f"Fit of {law.name} ({law.formula}) to {len(fit.data)} runs, "
+        f"{_likelihood_text(fit.spec)}; {fit.num_chains} chains x {fit.num_draws} draws."
     )
 
 
@@ -240,8 +251,25 @@ def _timing_report(fit: Fit, wall_s: float) -> str:
     return text + f"; whole fit {wall_s:.1f} s."
 
 
-def _forecast_text(df: pd.DataFrame, prob: float, *, label: str) -> str:
-    """The forecast table: inputs, mean-function and predictive median with intervals."""
+def _quantity(law: Any, likelihood: str) -> str:
+    """What the law predicts, for the forecast's header: ``"accuracy"`` for a law written
+    ``acc = ...`` (the sigmoids) or an accuracy likelihood, else ``"loss"``."""
+    from bayescale.model import PROPORTION_LIKELIHOODS
+
+    accuracy = likelihood in PROPORTION_LIKELIHOODS or law.formula.startswith("acc")
+    return "accuracy" if accuracy else "loss"
+
+
+def _forecast_text(
+    df: pd.DataFrame,
+    prob: float,
+    *,
+    label: str,
+    quantity: str = "loss",
+    inputs: Sequence[str] = ("N", "D"),
+) -> str:
+    """The forecast table: inputs, mean-function and predictive median with intervals; the
+    header names the ``quantity`` forecast and the law's ``inputs``."""
     import pandas as pd
 
     pct = _prob_label(prob)
@@ -264,9 +292,10 @@ def _forecast_text(df: pd.DataFrame, prob: float, *, label: str) -> str:
     show["extrapolation"] = [f"{v:.1f}x" for v in df["extrapolation"]]
     four = {k: (lambda v: f"{v:.4f}") for k in ("loss_median", "pred_median", "true_loss")}
     head = (
-        f"Forecast of the loss ({pct} central intervals). loss_*: the law's mean loss (expected "
-        f"loss of a run at N, D); pred_*: posterior predictive of one new observed run "
-        f"(adds the noise); extrapolation: times beyond the fitted range."
+        f"Forecast of the {quantity} ({pct} central intervals). loss_*: the law's mean "
+        f"{quantity} (expected {quantity} of a run at {', '.join(inputs)}); pred_*: posterior "
+        f"predictive of one new observed run (adds the noise); extrapolation: times beyond the "
+        f"fitted range."
     )
     return head + "\n" + _table(show, four)
 
@@ -409,11 +438,39 @@ def _sampler_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``likelihood``, ``df`` (None: Student-t learns it), ``trials`` and ``dtype`` of the
+    command line, as :func:`bayescale.fit` and :func:`bayescale.fit_many` take them."""
+    return {
+        "likelihood": args.likelihood,
+        "df": getattr(args, "df", None),
+        "trials": getattr(args, "trials", None),
+        "dtype": getattr(args, "dtype", "float64"),
+    }
+
+
+def _check_model(law: str, args: argparse.Namespace) -> Any:
+    """The model spec of ``law`` under the command line's likelihood options, checked (an
+    unknown law, ``binomial`` without ``--trials``, ``--trials`` or ``--df`` with a likelihood
+    that takes none, ``float32`` with an accuracy likelihood) before any data is read."""
+    import bayescale as bs
+    from bayescale.model import check_dtype
+
+    options = _model_options(args)
+    if options["df"] is not None and options["likelihood"] != "student_t":
+        raise ValueError(f"--df applies to --likelihood student_t only, not {args.likelihood}")
+    spec = bs.build_model(
+        law, likelihood=options["likelihood"], df=options["df"], trials=options["trials"]
+    )
+    check_dtype(options["dtype"], spec)
+    return spec
+
+
 def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[Fit, float]:
     import bayescale as bs
 
     # Check the law, likelihood and data before announcing the (long) compile and sampling.
-    spec = bs.build_model(law, likelihood=args.likelihood, df=None)  # bs.fit learns df
+    spec = _check_model(law, args)
     data.require(spec.law.inputs, num_params=len(spec.site_names), law=spec.law.name)
     _progress(
         f"compiling and sampling {what}({args.num_chains} chains x ({args.num_warmup} warm-up "
@@ -423,7 +480,7 @@ def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[F
     fit = bs.fit(
         data,
         law,
-        likelihood=args.likelihood,
+        **_model_options(args),
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
         num_chains=args.num_chains,
@@ -536,6 +593,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     targets = [(text, _parse_target(text)) for text in args.predict]
     _check_targets(args.law, targets)
+    _check_model(args.law, args)
     data = _read_data(args)
     print(f"Data: {data.describe()}")
     curves = data.curves()
@@ -583,7 +641,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             frame = pd.concat(rows, ignore_index=True)
             if many:
                 frame.insert(0, "curve", cid)
-            print(_forecast_text(frame, args.prob, label="target"))
+            what = {"quantity": _quantity(fit.law, fit.spec.likelihood), "inputs": fit.law.inputs}
+            print(_forecast_text(frame, args.prob, label="target", **what))
             frames.append(frame)
     if not targets:
         print("(no --predict targets; e.g. --predict N=70B,D=1.4T to forecast a run)")
@@ -622,6 +681,12 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
         raise ValueError("fit-many needs --curve COL, the column of curve ids")
     targets = [(text, _parse_target(text)) for text in args.predict]
     _check_targets(args.law, targets)
+    _check_model(args.law, args)
+    if args.share and args.trials is not None:
+        raise ValueError(
+            "--share does not take --likelihood binomial yet: drop --share to fit the curves "
+            "independently, or use --likelihood beta"
+        )
     with _held_warnings() as held:
         batch = bs.fit_many(
             str(path),
@@ -629,7 +694,7 @@ def _cmd_fit_many(args: argparse.Namespace) -> int:
             curve=args.curve,
             columns=_read_options(args),
             sep=args.sep,
-            likelihood=args.likelihood,
+            **_model_options(args),
             num_warmup=args.num_warmup,
             num_samples=args.num_samples,
             num_chains=args.num_chains,
@@ -734,7 +799,8 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
     refused = list(frames[0].attrs["refused"])
     frame = frame[batch.fitted[frame["curve"].map(batch.index)] & ~frame["refused"]]
     frame = frame.reset_index(drop=True)
-    print(_forecast_text(frame, args.prob, label="target"))
+    what = {"quantity": _quantity(batch.law, batch.spec.likelihood), "inputs": batch.law.inputs}
+    print(_forecast_text(frame, args.prob, label="target", **what))
     mild = sorted(set(frame.loc[frame["status"] != "ok", "curve"]), key=batch.index)
     if mild:
         shown = name_list(mild, 10)
@@ -780,6 +846,7 @@ def _cmd_optimal(args: argparse.Namespace) -> int:
             )
         print(f"Loaded {path}: {_fit_header(fit)}")
     else:
+        _check_model(args.law or "chinchilla", args)
         data = _read_data(args)
         print(f"Data: {data.describe()}")
         if len(data.curves()) > 1:
@@ -895,6 +962,16 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _seed(text: str) -> int:
     """A seed JAX and NumPy both take: an integer in [0, 2**63)."""
     value = _count(0)(text)
@@ -934,7 +1011,32 @@ def _data_options() -> argparse.ArgumentParser:
     read.add_argument("--encoding", metavar="NAME", help="text encoding (default utf-8)")
     samp = parent.add_argument_group("model and sampler")
     samp.add_argument(
-        "--likelihood", choices=_LIKELIHOODS, default="lognormal", help="default lognormal"
+        "--likelihood",
+        choices=_LIKELIHOODS,
+        default="lognormal",
+        help="noise model of the losses (default lognormal); beta and binomial model "
+        "accuracies in (0, 1) (sigmoid laws), binomial with --trials",
+    )
+    samp.add_argument(
+        "--trials",
+        type=_count(1),
+        default=None,
+        metavar="N",
+        help="items per evaluation (benchmark questions) of --likelihood binomial",
+    )
+    samp.add_argument(
+        "--df",
+        type=_positive,
+        default=None,
+        metavar="NU",
+        help="degrees of freedom of --likelihood student_t (default: learnt from the data)",
+    )
+    samp.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="sampler precision (default float64; float32 is faster on GPUs, not for beta or "
+        "binomial)",
     )
     samp.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     samp.add_argument("--num-warmup", type=_count(0), default=500, help="default 500")
@@ -1100,7 +1202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute-optimal N, D at given budgets",
         description="Compute-optimal model size N*, tokens D*, tokens per parameter and loss at "
         "each compute budget, with credible intervals, from a saved fit (.nc) or a CSV of runs "
-        "(fitted first).",
+        "(fitted first; the column, reading, model and sampler options apply to a CSV only).",
         epilog=_EPILOG.format(flag=DEVICE_FLAG, k=k),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

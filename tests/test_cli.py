@@ -295,6 +295,102 @@ def test_sampler_options_reach_the_fit(command, synthetic_csv, monkeypatch):
     assert run_cli([*argv, "--target-accept", "1.5"]).rc == 2  # argparse: not in (0, 1)
 
 
+@pytest.mark.parametrize("command", ["fit", "fit-many"])
+def test_model_options_reach_the_fit(command, synthetic_csv, monkeypatch):
+    """--likelihood (all six of bayescale.model), --trials, --df and --dtype are passed on;
+    left out: lognormal, df learnt (None), no trials, float64."""
+    from bayescale.model import LIKELIHOODS
+
+    assert cli._LIKELIHOODS == LIKELIHOODS  # the parser offers every likelihood of the model
+    seen: list[dict] = []
+
+    def stop(*args, **kwargs):
+        seen.append(kwargs)
+        raise bs.DataError("stopped after the call")
+
+    monkeypatch.setattr(bs, "fit" if command == "fit" else "fit_many", stop)
+    argv = [command, synthetic_csv, *(["--curve", "N"] if command == "fit-many" else [])]
+    for extra in (
+        [],
+        ["--likelihood", "binomial", "--trials", "50"],
+        ["--likelihood", "student_t", "--df", "4"],
+        ["--likelihood", "beta"],
+        ["--dtype", "float32"],
+    ):
+        _error_line(run_cli([*argv, *extra]), after_fit=True)
+    got = [(k["likelihood"], k["trials"], k["df"], k["dtype"]) for k in seen]
+    assert got == [
+        ("lognormal", None, None, "float64"),
+        ("binomial", 50, None, "float64"),
+        ("student_t", None, 4.0, "float64"),
+        ("beta", None, None, "float64"),
+        ("lognormal", None, None, "float32"),
+    ]
+
+
+@pytest.mark.parametrize("command", ["fit", "fit-many", "optimal"])
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--likelihood", "binomial"], r"the binomial likelihood needs trials="),
+        (["--trials", "20"], r"trials= applies to the binomial likelihood only, not 'lognormal'"),
+        (["--likelihood", "laplace", "--df", "3"], r"--df applies to --likelihood student_t only"),
+        (
+            ["--likelihood", "beta", "--dtype", "float32"],
+            r"dtype='float32' does not support the beta likelihood",
+        ),
+    ],
+)
+def test_model_options_that_do_not_fit_together_exit_2(command, extra, expected, synthetic_csv):
+    """Caught before the data are read or anything compiles: one error line, exit 2."""
+    argv = [command, synthetic_csv, *extra]
+    argv += {"fit-many": ["--curve", "N"], "optimal": ["--compute", "1e22"]}.get(command, [])
+    line = _error_line(run_cli(argv))
+    assert re.search(expected, line), line
+
+
+def test_accuracy_forecasts_are_called_accuracies(tmp_path, fake_sampler):
+    """A sigmoid fitted to accuracies with the binomial likelihood: the forecast header names
+    the accuracy and the law's one input (it said "the loss ... at N, D" for every law)."""
+    C = np.geomspace(1e19, 1e23, 8)
+    acc = [0.25, 0.26, 0.3, 0.41, 0.58, 0.72, 0.8, 0.84]
+    table = pd.DataFrame({"bench": ["arc"] * 8 + ["mmlu"] * 8, "C": [*C, *C], "acc": acc * 2})
+    table.to_csv(tmp_path / "evals.csv", index=False)
+    argv = ["fit-many", tmp_path / "evals.csv", "--curve", "bench", "--law", "sigmoid_c"]
+    argv += ["--loss", "acc", "--likelihood", "binomial", "--trials", "100"]
+    result = run_cli([*argv, *fake_sampler, "--predict", "C=1e24", "--force"])
+    assert result.rc == 0, result.err
+    assert "Forecast of the accuracy (90% central intervals). loss_*: the law's mean accuracy " in (
+        result.out
+    )
+    assert "(expected accuracy of a run at C)" in result.out
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=100)
+    assert cli._likelihood_text(spec) == "binomial likelihood (trials=100)"
+    assert cli._quantity(spec.law, "lognormal") == "accuracy"
+    t = bs.build_model("power_n", likelihood="student_t", df=None)
+    assert cli._likelihood_text(t) == "student_t likelihood (df learnt)"
+    assert cli._quantity(t.law, "student_t") == "loss"
+    assert cli._likelihood_text(bs.build_model("power_n", likelihood="student_t", df=4)) == (
+        "student_t likelihood (df=4)"
+    )
+
+
+def test_fit_many_share_refuses_the_binomial_likelihood_in_cli_words(synthetic_csv):
+    argv = ["fit-many", synthetic_csv, "--curve", "N", "--share", "alpha", "--law", "power_n"]
+    line = _error_line(run_cli([*argv, "--likelihood", "binomial", "--trials", "100"]))
+    assert "--share does not take --likelihood binomial yet: drop --share" in line, line
+
+
+@pytest.mark.parametrize(
+    "extra", [["--trials", "0"], ["--df", "0"], ["--df", "inf"], ["--dtype", "float16"]]
+)
+def test_model_option_values_are_checked_by_the_parser(extra, synthetic_csv):
+    result = run_cli(["fit", synthetic_csv, "--likelihood", "student_t", *extra])
+    assert result.rc == 2
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("bayescale: error: argument --") and "fit --help" in line, line
+
+
 def test_fit_with_curves_forecasts_the_others_when_one_is_refused(fitted, tmp_path, monkeypatch):
     """A curve whose fit fails badly is refused, the other curves are still fitted and
     forecast (and written to --csv); the command then exits 2 naming the refused curve."""
@@ -532,6 +628,10 @@ def test_fit_many_reports_every_curve_and_isolates_a_bad_one(
     assert "invalid_input" in text and "status: ok 3, invalid_input 1" in text
     assert "irreducible loss of 1 curve(s) (flat);" in text
     assert "Forecast of the loss (99% central intervals)" in text
+    # one line for both targets, naming the curves and the farthest target (3e11 / 1e9)
+    (far,) = [line for line in result.err.splitlines() if "extrapolating" in line]
+    assert far.startswith("bayescale: warning: extrapolating more than 10x beyond the fitted")
+    assert "of 3 curve(s) ('task_0', 'task_1', 'flat'), up to 300x (curve 'flat' at N=3e+11)" in far
     batch = bs.load(out)
     s = batch.summary(prob=0.99)
     for task, (E, _, alpha) in truth.items():
