@@ -68,6 +68,8 @@ from .results import (
     convergence_of,
     depth_hits,
     name_list,
+    ratio_beyond,
+    ratio_note,
     stuck_chains,
 )
 
@@ -1253,11 +1255,26 @@ class BatchFit:
         if extra_max.max(initial=0.0) > EXTRAPOLATION_WARN:
             far = [self.curve_ids[i] for i in np.flatnonzero(extra_max > EXTRAPOLATION_WARN)]
             worst, at = np.unravel_index(int(np.argmax(extra)), extra.shape)
-            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in vals)
+            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in self.law.inputs)
             warnings.warn(
                 f"extrapolating more than {EXTRAPOLATION_WARN:.0f}x beyond the fitted data of "
                 f"{len(far)} curve(s) ({name_list(far)}), up to {extra_max.max():.0f}x (curve "
                 f"{self.curve_ids[worst]!r} at {point}); intervals assume the law holds that far",
+                ExtrapolationWarning,
+                stacklevel=2,
+            )
+        ratios = {int(i): ratio_beyond(self.data[i], self.law.inputs, vals) for i in fitted}
+        beyond = [i for i, (factor, _, _) in ratios.items() if factor.max() > EXTRAPOLATION_WARN]
+        if beyond:
+            worst = max(beyond, key=lambda i: ratios[i][0].max())
+            factor, lo_r, hi_r = ratios[worst]
+            at = int(np.argmax(factor))
+            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in self.law.inputs)
+            note = ratio_note(vals["D"][at] / vals["N"][at], factor[at], lo_r, hi_r)
+            warnings.warn(
+                f"{len(beyond)} curve(s) ({name_list([self.curve_ids[i] for i in beyond])}) "
+                f"forecast beyond the tokens per parameter of their data; the farthest, curve "
+                f"{self.curve_ids[worst]!r} at {point}: {note}",
                 ExtrapolationWarning,
                 stacklevel=2,
             )

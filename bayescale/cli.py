@@ -857,6 +857,7 @@ def _cmd_optimal(args: argparse.Namespace) -> int:
         fit, wall = _fit(data, args, args.law or "chinchilla")
         print(_fit_header(fit))
         print(_timing_report(fit, wall))
+        print(_summary_text(fit, args.prob))  # the fit the plan rests on, as `fit` shows it
     print(_convergence_report(fit))
     _refuse_unconverged(fit, args.force)
     table = _allocation_table(fit, budgets, args.prob, args.force)

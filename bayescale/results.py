@@ -474,6 +474,40 @@ def above_data(
     return above
 
 
+def ratio_beyond(
+    data: ScalingData, inputs: tuple[str, ...], vals: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, float, float]:
+    """How far each target's tokens per parameter ``D / N`` lies beyond the data's range.
+
+    Returns the factor per target (1 inside the range, and everywhere for a law without both
+    N and D) and the data's smallest and largest ``D / N``. A target can lie inside the data's
+    N and inside its D and still far outside the ratios the law was fitted on (a small model
+    trained on the largest D), where the law's trade-off between N and D is extrapolated.
+
+    >>> from bayescale.data import from_arrays
+    >>> data = from_arrays(N=[1e8, 1e9, 1e10], D=[2e9, 2e10, 2e11], loss=[3.2, 2.7, 2.3])
+    >>> factor, lo, hi = ratio_beyond(data, ("N", "D"), {"N": [1e8, 1e9], "D": [2e11, 2e10]})
+    >>> factor.tolist(), lo, hi
+    ([100.0, 1.0], 20.0, 20.0)
+    """
+    num = len(next(iter(vals.values())))
+    if not {"N", "D"} <= set(inputs) or data.N is None or data.D is None:
+        return np.ones(num), float("nan"), float("nan")
+    seen = data.D / data.N
+    lo, hi = float(seen.min()), float(seen.max())
+    ratio = np.asarray(vals["D"], dtype=np.float64) / np.asarray(vals["N"], dtype=np.float64)
+    return np.maximum(1.0, np.maximum(ratio / hi, lo / ratio)), lo, hi
+
+
+def ratio_note(ratio: float, factor: float, lo: float, hi: float) -> str:
+    """The words of the tokens-per-parameter ExtrapolationWarning of ``predict``."""
+    return (
+        f"{ratio:.3g} tokens per parameter (D/N) lies {factor:.0f}x beyond the data's "
+        f"{lo:.3g} to {hi:.3g}: the law's trade-off between N and D is extrapolated there, "
+        "even where N and D each lie within the data"
+    )
+
+
 _PREDICT: dict[int, Any] = {}
 
 
@@ -696,6 +730,12 @@ class Fit:
                 ExtrapolationWarning,
                 stacklevel=2,
             )
+        ratio, lo, hi = ratio_beyond(self.data, self.law.inputs, vals)
+        far = int(np.argmax(ratio))
+        if ratio[far] > EXTRAPOLATION_WARN:
+            where = ", ".join(f"{k}={vals[k][far]:.3g}" for k in self.law.inputs)
+            note = ratio_note(vals["D"][far] / vals["N"][far], ratio[far], lo, hi)
+            warnings.warn(f"at {where}: {note}", ExtrapolationWarning, stacklevel=2)
         if above_data(self.data, self.law.inputs, vals).any() and self.identifiability:
             from .check import IdentifiabilityWarning
 

@@ -157,6 +157,7 @@ def test_optimal_fits_a_csv_first(synthetic_csv):
     result = run_cli(["optimal", synthetic_csv, "--compute", "1e21", *SAMPLER])
     assert result.rc == 0, result.err
     assert "Convergence: OK" in result.out and "compiling and sampling" in result.err
+    assert "Posterior summary (90% central intervals; published parametrisation)" in result.out
     line = next(row for row in result.out.splitlines() if row.lstrip().startswith("1e+21"))
     median, lower, upper = (_from_human(g) for g in re.findall(r"[\d.]+B", line)[:3])
     assert lower <= compute_optimal_N(1e21, BESIROGLU_2024) <= upper

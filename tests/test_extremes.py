@@ -209,3 +209,34 @@ def test_summary_of_a_parameter_with_an_overflowing_draw_is_quiet():
         table = fit.summary()
     assert np.isposinf(table.loc["C0", "mean"]) and np.isnan(table.loc["C0", "sd"])
     assert np.isfinite(table.loc["C0", "median"]) and np.isfinite(table.loc["k", "mean"])
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
+def test_batch_predict_names_curves_beyond_their_tokens_per_parameter(monkeypatch):
+    """BatchFit.predict warns, once, for the curves whose data never saw the target's D/N
+    (inside each curve's N and D), naming them and the farthest curve; a curve that was not
+    fitted is left out, and a curve whose ratios cover the target is not named."""
+    from conftest import fake_run_batch
+
+    import bayescale.infer.batch as engine
+    from bayescale.datasets import chinchilla_synthetic
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    a = chinchilla_synthetic(seed=0, as_data=False)
+    wide = a.assign(D=a["D"] * 30)  # ratios 10 to 49,000: the target inside
+    bad = a.iloc[:3]  # too few points: not fitted
+    table = pd.concat([a.assign(task="a"), wide.assign(task="wide"), bad.assign(task="bad")])
+    kwargs = dict(curve="task", num_chains=2, num_samples=20, progress=False, retry=False)
+    batch = bs.fit_many(table, "chinchilla", **kwargs)
+    assert list(batch.status)[2] == "invalid_input"
+    ratio = a["D"] / a["N"]
+    n, d = a["N"].min(), a["D"].max() / 2  # inside curve a's N and D; D/N 15x its largest
+    with pytest.warns(bs.ExtrapolationWarning) as rec:
+        batch.predict(N=[1e9, n], D=[2e10, d], allow_unconverged=True)
+    (message,) = [str(w.message) for w in rec if "tokens per parameter" in str(w.message)]
+    factor = (d / n) / ratio.max()
+    assert message.startswith(
+        f"1 curve(s) ('a') forecast beyond the tokens per parameter of their data; the "
+        f"farthest, curve 'a' at N={n:.3g}, D={d:.3g}: {d / n:.3g} tokens per parameter (D/N) "
+        f"lies {factor:.0f}x beyond the data's {ratio.min():.3g} to {ratio.max():.3g}"
+    ), message

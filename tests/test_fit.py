@@ -86,6 +86,30 @@ def test_predict_warns_far_beyond_the_data_and_rejects_bad_targets(synth_fit):
         synth_fit.predict(N=1e9)
 
 
+def test_predict_warns_at_tokens_per_parameter_beyond_the_data(synth_fit):
+    """A target inside the data's N and inside its D can lie far outside the tokens per
+    parameter the law was fitted on (the smallest model on the most tokens): its extrapolation
+    factor is 1, and predict said nothing."""
+    data = synth_fit.data
+    ratio = data.D / data.N
+    n, d = data.N.min(), data.D.max()  # each inside the data; D/N 29x above its largest
+    factor = (d / n) / ratio.max()
+    assert factor > 10
+    note = (
+        f"at N={n:.3g}, D={d:.3g}: {d / n:.3g} tokens per parameter (D/N) lies {factor:.0f}x "
+        f"beyond the data's {ratio.min():.3g} to {ratio.max():.3g}: the law's trade-off"
+    )
+    with pytest.warns(bs.ExtrapolationWarning) as rec:
+        row = synth_fit.predict(N=n, D=d)
+    assert [str(w.message)[: len(note)] for w in rec] == [note]
+    assert row.extrapolation[0] == pytest.approx(1.0)
+    with pytest.warns(bs.ExtrapolationWarning, match=r"lies 30x beyond the data's 0\.337"):
+        synth_fit.predict(N=data.N.max(), D=ratio.min() * data.N.max() / 30)  # below, too
+    with warnings.catch_warnings():  # inside the ratios: no warning (Chinchilla's 20)
+        warnings.simplefilter("error")
+        synth_fit.predict(N=1e9, D=2e10)
+
+
 def test_pointwise_log_likelihood_in_container_matches_scipy(synth_fit):
     idata = synth_fit.to_arviz()
     from bayescale import _arviz_compat as azc
