@@ -253,11 +253,13 @@ def _timing_report(fit: Fit, wall_s: float) -> str:
 
 def _quantity(law: Any, likelihood: str) -> str:
     """What the law predicts, for the forecast's header: ``"accuracy"`` for a law written
-    ``acc = ...`` (the sigmoids) or an accuracy likelihood, else ``"loss"``."""
+    ``acc = ...`` (the sigmoids), ``"proportion"`` for another law under the Beta or binomial
+    likelihood (error rates, say), else ``"loss"``."""
     from bayescale.model import PROPORTION_LIKELIHOODS
 
-    accuracy = likelihood in PROPORTION_LIKELIHOODS or law.formula.startswith("acc")
-    return "accuracy" if accuracy else "loss"
+    if law.formula.startswith("acc"):
+        return "accuracy"
+    return "proportion" if likelihood in PROPORTION_LIKELIHOODS else "loss"
 
 
 def _forecast_text(
@@ -454,24 +456,34 @@ def _check_model(law: str, args: argparse.Namespace) -> Any:
     unknown law, ``binomial`` without ``--trials``, ``--trials`` or ``--df`` with a likelihood
     that takes none, ``float32`` with an accuracy likelihood) before any data is read."""
     import bayescale as bs
-    from bayescale.model import check_dtype
+    from bayescale.model import PROPORTION_LIKELIHOODS
 
     options = _model_options(args)
-    if options["df"] is not None and options["likelihood"] != "student_t":
-        raise ValueError(f"--df applies to --likelihood student_t only, not {args.likelihood}")
-    spec = bs.build_model(
-        law, likelihood=options["likelihood"], df=options["df"], trials=options["trials"]
-    )
-    check_dtype(options["dtype"], spec)
-    return spec
+    likelihood = options["likelihood"]
+    # the library's checks, in the command line's words
+    if options["df"] is not None and likelihood != "student_t":
+        raise ValueError(f"--df applies to --likelihood student_t only, not {likelihood}")
+    if likelihood == "binomial" and options["trials"] is None:
+        raise ValueError("--likelihood binomial needs --trials N, the items per evaluation")
+    if likelihood != "binomial" and options["trials"] is not None:
+        raise ValueError(f"--trials applies to --likelihood binomial only, not {likelihood}")
+    if options["dtype"] == "float32" and likelihood in PROPORTION_LIKELIHOODS:
+        raise ValueError(
+            f"--dtype float32 does not support --likelihood {likelihood}: its log density "
+            "loses up to 1.6 nats to float32 rounding at precise data, which stalls warm-up; "
+            "fit accuracies in float64"
+        )
+    return bs.build_model(law, likelihood=likelihood, df=options["df"], trials=options["trials"])
 
 
 def _fit(data, args: argparse.Namespace, law: str, *, what: str = "") -> tuple[Fit, float]:
     import bayescale as bs
+    from bayescale.model import check_proportions
 
     # Check the law, likelihood and data before announcing the (long) compile and sampling.
     spec = _check_model(law, args)
     data.require(spec.law.inputs, num_params=len(spec.site_names), law=spec.law.name)
+    check_proportions(data.loss, spec, locate=data.locate)  # bs.fit warns with its note
     _progress(
         f"compiling and sampling {what}({args.num_chains} chains x ({args.num_warmup} warm-up "
         f"+ {args.num_samples} draws), law {law}, {len(data)} runs) ..."
@@ -846,7 +858,9 @@ def _cmd_optimal(args: argparse.Namespace) -> int:
             )
         print(f"Loaded {path}: {_fit_header(fit)}")
     else:
-        _check_model(args.law or "chinchilla", args)
+        from bayescale.planning import _require_nd
+
+        _require_nd(_check_model(args.law or "chinchilla", args).law)  # before the fit
         data = _read_data(args)
         print(f"Data: {data.describe()}")
         if len(data.curves()) > 1:
@@ -1015,8 +1029,8 @@ def _data_options() -> argparse.ArgumentParser:
         "--likelihood",
         choices=_LIKELIHOODS,
         default="lognormal",
-        help="noise model of the losses (default lognormal); beta and binomial model "
-        "accuracies in (0, 1) (sigmoid laws), binomial with --trials",
+        help="noise model of the losses (default lognormal); beta models accuracies in (0, 1), "
+        "binomial accuracies in (0, 1] on --trials items (sigmoid laws)",
     )
     samp.add_argument(
         "--trials",

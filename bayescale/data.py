@@ -16,7 +16,6 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +286,9 @@ class ScalingData:
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.loss))
+        if self.origin is not None and len(self.origin.rows) != n:
+            # rows replaced (dataclasses.replace with other arrays): their origin is unknown
+            object.__setattr__(self, "origin", None)
         for name in (*_ROLES, "curve", "run"):
             value = getattr(self, name)
             if value is None:
@@ -752,17 +754,29 @@ _LINE_UNSAFE = {"header", "names", "skiprows", "skipfooter", "comment", "nrows",
 _LINE_UNSAFE |= {"skip_blank_lines", "lineterminator", "escapechar", "compression", "doublequote"}
 
 
-def _line_numbers(path: Path, sep: str, kwargs: dict[str, Any], n: int) -> LineOf:
-    """Map 0-based data rows to 1-based file lines, when the file layout is simple enough."""
-    if len(sep) != 1 or _LINE_UNSAFE & kwargs.keys():
-        return None
+class _LineIndex:
+    """0-based data row -> 1-based line of a CSV file (None where the layout hides it).
 
-    @cache
-    def lines() -> list[int] | None:
+    The file is scanned at the first call (most reads never need a line number) or at
+    :meth:`resolve`; the result is kept, so the object pickles without the file and keeps
+    naming the lines of the file as it was read.
+    """
+
+    def __init__(self, path: Path, sep: str, encoding: str | None, n: int) -> None:
+        self.path, self.sep, self.encoding, self.n = path, sep, encoding, n
+        self._lines: list[int] | None = None
+        self._scanned = False
+
+    def resolve(self) -> _LineIndex:
+        if not self._scanned:
+            self._lines, self._scanned = self._scan(), True
+        return self
+
+    def _scan(self) -> list[int] | None:
         try:
             starts, previous = [], 0
-            with open(path, newline="", encoding=kwargs.get("encoding") or "utf-8") as f:
-                reader = csv.reader(f, delimiter=sep)
+            with open(self.path, newline="", encoding=self.encoding or "utf-8") as f:
+                reader = csv.reader(f, delimiter=self.sep)
                 for record in reader:
                     # pandas skips empty and whitespace-only lines, not ",": a row of NaN
                     if record and (len(record) > 1 or record[0].strip()):
@@ -770,13 +784,18 @@ def _line_numbers(path: Path, sep: str, kwargs: dict[str, Any], n: int) -> LineO
                     previous = reader.line_num
         except (OSError, UnicodeError, csv.Error):
             return None
-        return starts[1:] if len(starts) == n + 1 else None
+        return starts[1:] if len(starts) == self.n + 1 else None
 
-    def line_of(row: int) -> int | None:
-        found = lines()
+    def __call__(self, row: int) -> int | None:
+        found = self.resolve()._lines
         return found[row] if found is not None and 0 <= row < len(found) else None
 
-    return line_of
+
+def _line_numbers(path: Path, sep: str, kwargs: dict[str, Any], n: int) -> LineOf:
+    """Map 0-based data rows to 1-based file lines, when the file layout is simple enough."""
+    if len(sep) != 1 or _LINE_UNSAFE & kwargs.keys():
+        return None
+    return _LineIndex(path, sep, kwargs.get("encoding"), n)
 
 
 def read_csv(
@@ -836,7 +855,10 @@ def read_csv(
             df.columns = header
     spec = {"N": N, "D": D, "C": C, "U": U, "loss": loss, "curve": curve, "run": run}
     line_of = _line_numbers(Path(path), sep, read_csv_kwargs, len(df)) if is_file else None
-    return _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=line_of)
+    data = _from_frame(df, spec, parse_suffixes=parse_suffixes, source=source, line_of=line_of)
+    if isinstance(line_of, _LineIndex):
+        line_of.resolve()  # the lines of the file as read, kept with the data (data.origin)
+    return data
 
 
 def from_arrays(

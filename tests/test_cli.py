@@ -297,7 +297,7 @@ def test_sampler_options_reach_the_fit(command, synthetic_csv, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["fit", "fit-many"])
-def test_model_options_reach_the_fit(command, synthetic_csv, monkeypatch):
+def test_model_options_reach_the_fit(command, tmp_path, monkeypatch):
     """--likelihood (all six of bayescale.model), --trials, --df and --dtype are passed on;
     left out: lognormal, df learnt (None), no trials, float64."""
     from bayescale.model import LIKELIHOODS
@@ -310,7 +310,12 @@ def test_model_options_reach_the_fit(command, synthetic_csv, monkeypatch):
         raise bs.DataError("stopped after the call")
 
     monkeypatch.setattr(bs, "fit" if command == "fit" else "fit_many", stop)
-    argv = [command, synthetic_csv, *(["--curve", "N"] if command == "fit-many" else [])]
+    path = tmp_path / "evals.csv"  # accuracies, which every likelihood takes
+    C = np.geomspace(1e19, 1e23, 8)
+    acc = [0.25, 0.26, 0.3, 0.41, 0.58, 0.72, 0.8, 0.84]
+    pd.DataFrame({"bench": ["arc"] * 8, "C": C, "acc": acc}).to_csv(path, index=False)
+    argv = [command, path, "--law", "sigmoid_c", "--loss", "acc"]
+    argv += ["--curve", "bench"] if command == "fit-many" else []
     for extra in (
         [],
         ["--likelihood", "binomial", "--trials", "50"],
@@ -333,21 +338,46 @@ def test_model_options_reach_the_fit(command, synthetic_csv, monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--likelihood", "binomial"], r"the binomial likelihood needs trials="),
-        (["--trials", "20"], r"trials= applies to the binomial likelihood only, not 'lognormal'"),
+        (["--likelihood", "binomial"], r"--likelihood binomial needs --trials N, the items"),
+        (["--trials", "20"], r"--trials applies to --likelihood binomial only, not lognormal"),
         (["--likelihood", "laplace", "--df", "3"], r"--df applies to --likelihood student_t only"),
         (
             ["--likelihood", "beta", "--dtype", "float32"],
-            r"dtype='float32' does not support the beta likelihood",
+            r"--dtype float32 does not support --likelihood beta: .* fit accuracies in float64",
         ),
     ],
 )
-def test_model_options_that_do_not_fit_together_exit_2(command, extra, expected, synthetic_csv):
+def test_model_options_that_do_not_fit_together_exit_2(
+    command, extra, expected, synthetic_csv, monkeypatch
+):
     """Caught before the data are read or anything compiles: one error line, exit 2."""
+
+    def read(*args, **kwargs):
+        raise bs.DataError("the CSV was read")
+
+    monkeypatch.setattr(cli, "_read_data", read)  # fit, optimal
+    monkeypatch.setattr(bs, "fit_many", read)  # fit-many reads inside fit_many
     argv = [command, synthetic_csv, *extra]
     argv += {"fit-many": ["--curve", "N"], "optimal": ["--compute", "1e22"]}.get(command, [])
     line = _error_line(run_cli(argv))
     assert re.search(expected, line), line
+    # the same command with options that fit together goes on to read the CSV
+    fine = [a for a in argv if a not in ("--dtype", "float32", "--df", "3", "--trials", "20")]
+    fine += ["--trials", "20"] if "binomial" in fine else []
+    assert "the CSV was read" in _error_line(run_cli(fine))
+
+
+def test_optimal_refuses_a_law_without_n_and_d_before_fitting(synthetic_csv, monkeypatch):
+    """`optimal --law sigmoid_c` on a CSV fitted the whole law, then refused to plan."""
+
+    def read(*args, **kwargs):
+        raise bs.DataError("the CSV was read")
+
+    monkeypatch.setattr(cli, "_read_data", read)
+    line = _error_line(
+        run_cli(["optimal", synthetic_csv, "--compute", "1e22", "--law", "sigmoid_c"])
+    )
+    assert "compute-optimal planning needs a law of N and D" in line, line
 
 
 def test_accuracy_forecasts_are_called_accuracies(tmp_path, fake_sampler):
@@ -364,6 +394,7 @@ def test_accuracy_forecasts_are_called_accuracies(tmp_path, fake_sampler):
     assert "Forecast of the accuracy (90% central intervals). loss_*: the law's mean accuracy " in (
         result.out
     )
+    assert cli._quantity(bs.laws.get("power_n"), "beta") == "proportion"  # error rates, say
     assert "(expected accuracy of a run at C)" in result.out
     spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=100)
     assert cli._likelihood_text(spec) == "binomial likelihood (trials=100)"

@@ -240,3 +240,25 @@ def test_batch_predict_names_curves_beyond_their_tokens_per_parameter(monkeypatc
         f"farthest, curve 'a' at N={n:.3g}, D={d:.3g}: {d / n:.3g} tokens per parameter (D/N) "
         f"lies {factor:.0f}x beyond the data's {ratio.min():.3g} to {ratio.max():.3g}"
     ), message
+
+
+def test_data_read_from_a_file_pickles_and_keeps_its_lines(tmp_path):
+    """ScalingData.origin names the CSV line of a row after the read: it must pickle (data
+    sent to worker processes; a closure did not) and name the lines of the file as it was
+    read, not as it is when a message is needed. Rows replaced by others drop it."""
+    import dataclasses
+    import pickle
+
+    path = tmp_path / "runs.csv"
+    table = pd.DataFrame({"task": ["a"] * 8 + ["b"] * 8, "C": [*C8, *C8], "loss": [*ACC8] * 2})
+    text = "\n" + table.to_csv(index=False).replace("\n", "\n\n", 3)  # blank lines
+    path.write_text(text)
+    filled = [i + 1 for i, line in enumerate(text.splitlines()) if line]  # header, rows
+    data = bs.read_csv(path, curve="task")
+    path.unlink()
+    again = pickle.loads(pickle.dumps(data))
+    b = again.curves()["b"]
+    assert b.locate(7) == (15, filled[16]) == (15, 21)  # its 8th row: table row 15
+    assert np.array_equal(b.loss, ACC8)
+    shorter = dataclasses.replace(data, C=C8, loss=ACC8, curve=None)
+    assert shorter.origin is None and shorter.subset([1, 2]).locate(1) == (1, None)
