@@ -222,6 +222,37 @@ def beta_binomial_logpmf(k, n, a, b, *, xp: Any = jnp):
     )
 
 
+#: Precision ``a + b`` above which :func:`beta_binomial_cdf` takes the binomial limit.
+_BINOMIAL_LIMIT = 1e9
+
+
+def beta_binomial_cdf(k: Any, n: int, a: Any, b: Any) -> np.ndarray:
+    """``P(K <= k)`` for ``K ~ BetaBinomial(n, a, b)`` (NumPy, broadcasting), accurate to about
+    1e-5 at any precision ``a + b``.
+
+    SciPy's ``betabinom.cdf`` sums probabilities that subtract ``betaln`` values of size
+    ``(a + b) log(a + b)``: its error is 2e-6 at ``a + b = 1e9``, 3e-3 at 1e12, 0.013 at 1e14,
+    and at 1e16 it returns 1 for a probability of 0.75. Above ``a + b = 1e9`` this takes the
+    binomial limit ``Binomial(n, a / (a + b))``, whose error there is about ``0.012 n / (a +
+    b)`` (1.2e-5 for 1e5 items), and SciPy below.
+
+    >>> from scipy.stats import binom
+    >>> round(float(beta_binomial_cdf(380, 1000, 0.37e16, 0.63e16)), 9)
+    0.754650734
+    >>> round(float(binom.cdf(380, 1000, 0.37)), 9)
+    0.754650734
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    limit = (a + b) > _BINOMIAL_LIMIT
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = stats.betabinom.cdf(k, n, np.where(limit, 1.0, a), np.where(limit, 1.0, b))
+        far = stats.binom.cdf(k, n, a / (a + b))
+    return np.where(limit, far, near)
+
+
 class _BetaBinomial(dist.BetaBinomial):
     """NumPyro's beta-binomial with the log probability of :func:`beta_binomial_logpmf`."""
 

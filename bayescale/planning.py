@@ -44,7 +44,7 @@ from .data import check_positive_targets
 from .laws import Law, Parameter
 from .laws import chinchilla as _chinchilla_law
 from .laws import kaplan_nd as _kaplan_nd_law
-from .model import PROPORTION_LIKELIHOODS, beta_shapes
+from .model import PROPORTION_LIKELIHOODS, beta_binomial_cdf, beta_shapes
 from .results import EXTRAPOLATION_WARN, ExtrapolationWarning, Fit, _check_prob, _mean_fn
 
 __all__ = [
@@ -1010,7 +1010,7 @@ def _predictive_cdf(
         x = target * n
         x = round(x) if abs(x - round(x)) <= 1e-9 * n else x  # 0.57 * 100 = 56.999...
         k = math.ceil(x) - 1 if strict else math.floor(x)
-        return stats.betabinom.cdf(k, n, a, b)
+        return beta_binomial_cdf(k, n, a, b)  # SciPy's betabinom errs at precisions >= 1e10
     z = (math.log(target) - log_mu) / sigma
     if lik == "lognormal":
         return stats.norm.cdf(z)

@@ -262,3 +262,30 @@ def test_data_read_from_a_file_pickles_and_keeps_its_lines(tmp_path):
     assert np.array_equal(b.loss, ACC8)
     shorter = dataclasses.replace(data, C=C8, loss=ACC8, curve=None)
     assert shorter.origin is None and shorter.subset([1, 2]).locate(1) == (1, None)
+
+
+def test_beta_binomial_cdf_is_exact_at_any_precision():
+    """prob_beats(predictive=True) under the binomial likelihood used SciPy's betabinom.cdf,
+    whose error grows with the precision phi = a + b: 3e-3 at 1e12 and 0.25 at 1e16 (it
+    returned 1 for a probability of 0.75). The CDF is checked against the exact sum of the
+    rising-factorial probabilities; tolerance: SciPy's 2e-6 below 1e9, the binomial limit's
+    0.012 n / phi above."""
+    from types import SimpleNamespace
+
+    from bayescale.model import beta_binomial_cdf, beta_binomial_logpmf, beta_shapes
+    from bayescale.planning import _predictive_cdf
+
+    for n, m, k in ((100, 0.37, 40), (1000, 0.37, 380), (14000, 0.6, 8450)):
+        for phi in (1e2, 1e6, 1e9, 1.01e9, 1e12, 1e14, 1e16):
+            a, b = m * phi, (1 - m) * phi
+            j = np.arange(k + 1.0)
+            exact = np.exp(beta_binomial_logpmf(j, float(n), a, b, xp=np)).sum()
+            assert float(beta_binomial_cdf(k, n, a, b)) == pytest.approx(exact, abs=5e-6)
+    # prob_beats' predictive CDF takes it: draws at sigma 1e-8 (phi 2.5e15) and 0.05 (99)
+    spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=1000)
+    fit = SimpleNamespace(spec=spec, samples={"sigma": np.array([1e-8, 0.05])})
+    log_mu = np.log(np.full((2, 1), 0.37))
+    a, b = beta_shapes(log_mu, fit.samples["sigma"][:, None])
+    got = _predictive_cdf(fit, log_mu, 0.381, strict=True)  # P(k < 381) = P(k <= 380)
+    assert np.allclose(got, beta_binomial_cdf(380, 1000, a, b), atol=0, rtol=0)
+    assert got[0, 0] == pytest.approx(0.754650734, abs=1e-8)  # the binomial's P(k <= 380)
