@@ -63,6 +63,7 @@ from .results import (
     ExtrapolationWarning,
     Fit,
     __version__,
+    _check_prob,
     above_data,
     at_depth_cap,
     convergence_of,
@@ -905,6 +906,11 @@ class BatchFit:
         return self.config.num_samples
 
     @property
+    def _draws_per_curve(self) -> int:
+        """Draws of each parameter per curve, all chains together."""
+        return int(np.prod(next(iter(self.samples.values())).shape[1:]))
+
+    @property
     def fitted(self) -> np.ndarray:
         """Boolean (curve,): the curve was sampled (its input was valid)."""
         return self.status != "invalid_input"
@@ -1130,7 +1136,7 @@ class BatchFit:
         its chains disagree), and ``identifiability``: the warnings of
         :attr:`identifiability` when the data do not constrain the irreducible loss ("" when
         they do)."""
-        _check_prob(prob)
+        _check_prob(prob, self._draws_per_curve)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         fitted = self.fitted
         out = pd.DataFrame(index=pd.Index(self.curve_ids, name="curve"))
@@ -1214,7 +1220,7 @@ class BatchFit:
         --------
         >>> batch.predict(N=1e11)  # doctest: +SKIP
         """
-        _check_prob(prob)
+        _check_prob(prob, self._draws_per_curve)
         vals = prediction_inputs(self.law.name, self.law.inputs, N=N, D=D, C=C, U=U)
         m = len(next(iter(vals.values())))
         num = len(self)
@@ -1544,11 +1550,6 @@ class BatchFit:
         return f"<p><b>bayescale</b> {html.escape(self._header())}</p>" + table.to_html(
             float_format=lambda x: f"{x:.4g}"
         )
-
-
-def _check_prob(prob: float) -> None:
-    if not (0 < prob < 1):
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
 
 
 def load_batch(path: str | Path) -> BatchFit:

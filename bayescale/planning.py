@@ -183,6 +183,15 @@ def _as_posterior(
     )
 
 
+def _posterior_for_intervals(fit: Any, prob: float, allow_unconverged: bool) -> Any:
+    """:func:`_as_posterior`, after checking the interval mass ``prob`` against its draws."""
+    _check_prob(prob)
+    post = _as_posterior(fit, allow_unconverged=allow_unconverged)
+    if post.num_draws > 1:  # law constants are one draw: no interval to speak of
+        _check_prob(prob, post.num_draws, stacklevel=4)
+    return post
+
+
 def _require_nd(law: Law) -> None:
     if "N" not in law.inputs or "D" not in law.inputs or not set(law.inputs) <= {"N", "D", "C"}:
         raise ValueError(
@@ -554,8 +563,7 @@ def optimal_allocation(
     18.4
     >>> optimal_allocation(fit, compute=[1e22, 1e23, 1e24])  # doctest: +SKIP
     """
-    _check_prob(prob)
-    post = _as_posterior(fit, allow_unconverged=allow_unconverged)
+    post = _posterior_for_intervals(fit, prob, allow_unconverged)
     c = _compute_array(compute)
     log_c = np.log(c)
     opt = _optimum(post, log_c, method)
@@ -679,8 +687,7 @@ def compute_for_loss(
     >>> f"{row['compute_median']:.3g}"
     '2.47e+23'
     """
-    _check_prob(prob)
-    post = _as_posterior(fit, allow_unconverged=allow_unconverged)
+    post = _posterior_for_intervals(fit, prob, allow_unconverged)
     targets = _compute_array(loss, "loss")
     closed = _optimum_method(post, method) == "closed_form"
     s, k = post.num_draws, targets.size
@@ -868,8 +875,7 @@ def allocation_exponents(
     >>> round(float(allocation_exponents(BESIROGLU_2024).loc["a", "median"]), 4)
     0.5126
     """
-    _check_prob(prob)
-    post = _as_posterior(fit, allow_unconverged=allow_unconverged)
+    post = _posterior_for_intervals(fit, prob, allow_unconverged)
     method = _optimum_method(post, "auto")
     if method == "closed_form":
         nat = post.natural

@@ -620,7 +620,7 @@ class PooledBatchFit(_batch.BatchFit):
         seed
             Seed of the new-curve draws ``T(mu + tau * eps)``.
         """
-        _batch._check_prob(prob)
+        _batch._check_prob(prob, self._draws_per_curve)
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         rng = np.random.default_rng(seed)
         diag = self.population_diagnostics

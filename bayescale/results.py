@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class UnconvergedError(RuntimeError):
 
 class ExtrapolationWarning(DataWarning):
     """A forecast far outside the range of the fitted data."""
+
+
+class IntervalWarning(UserWarning):
+    """A central interval so wide that fewer than one draw lies beyond each of its bounds."""
 
 
 @dataclass(frozen=True)
@@ -620,7 +625,7 @@ class Fit:
         sampled
             Show the sampled (reference-centred) parameters instead of the published ones.
         """
-        _check_prob(prob)
+        _check_prob(prob, self.num_chains * self.num_draws)
         # A published parameter can overflow to inf at a few draws where the data leave its
         # log free (the sigmoid's C0 on flat, pre-emergence data): its mean is then inf and
         # its sd and MCSE NaN, which the table shows; NumPy and ArviZ need not warn about it.
@@ -717,7 +722,7 @@ class Fit:
         --------
         >>> fit.predict(N=70e9, D=1.4e12, prob=0.9)  # doctest: +SKIP
         """
-        _check_prob(prob)
+        _check_prob(prob, self.num_chains * self.num_draws)
         self._check_gate(allow_unconverged)
         vals = prediction_inputs(self.law.name, self.law.inputs, N=N, D=D, C=C, U=U)
         extra = self._extrapolation(vals)
@@ -883,9 +888,22 @@ class Fit:
         )
 
 
-def _check_prob(prob: float) -> None:
+def _check_prob(prob: float, draws: int | None = None, *, stacklevel: int = 3) -> None:
+    """Refuse an interval mass outside (0, 1); warn (:class:`IntervalWarning`) when ``draws``
+    posterior draws leave less than one draw beyond each bound of the central ``prob``
+    interval, whose bounds are then the extreme draws rather than quantiles."""
     if not (0 < prob < 1):
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    if draws is not None and draws * (1 - prob) / 2 < 1:
+        need = math.ceil(2 / (1 - prob))
+        warnings.warn(
+            f"a {100 * prob:g}% central interval from {draws:,} draws leaves "
+            f"{draws * (1 - prob) / 2:.2g} draws beyond each bound: its bounds are the most "
+            f"extreme draws, not quantiles; use at least {need:,} draws (num_samples x "
+            "num_chains) or a smaller prob",
+            IntervalWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def load(path: str | Path):

@@ -289,3 +289,48 @@ def test_beta_binomial_cdf_is_exact_at_any_precision():
     got = _predictive_cdf(fit, log_mu, 0.381, strict=True)  # P(k < 381) = P(k <= 380)
     assert np.allclose(got, beta_binomial_cdf(380, 1000, a, b), atol=0, rtol=0)
     assert got[0, 0] == pytest.approx(0.754650734, abs=1e-8)  # the binomial's P(k <= 380)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::bayescale.ExtrapolationWarning")
+def test_intervals_wider_than_the_draws_say_so(monkeypatch):
+    """prob=0.99999 from 1,200 draws gave the extreme draws as the interval, without a word.
+    Now an IntervalWarning says so wherever a central interval is asked for: 40 draws leave
+    0.2 draws beyond each bound of a 99% interval, 2 of a 90% one (no warning)."""
+    import warnings
+
+    from conftest import fake_run_batch
+
+    import bayescale.infer.batch as engine
+    from bayescale import planning
+    from bayescale.datasets import BESIROGLU_2024, chinchilla_synthetic
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    table = chinchilla_synthetic(seed=0, as_data=False).assign(task="a")
+    kwargs = dict(curve="task", num_chains=2, num_samples=20, progress=False, retry=False)
+    batch = bs.fit_many(table, "chinchilla", **kwargs)
+    fit = batch["a"]
+    calls = {
+        "Fit.summary": lambda p: fit.summary(prob=p),
+        "Fit.predict": lambda p: fit.predict(N=1e9, D=2e10, prob=p, allow_unconverged=True),
+        "BatchFit.summary": lambda p: batch.summary(prob=p),
+        "BatchFit.predict": lambda p: batch.predict(N=1e9, D=2e10, prob=p, allow_unconverged=True),
+        "optimal_allocation": lambda p: planning.optimal_allocation(
+            fit, compute=1e21, prob=p, allow_unconverged=True
+        ),
+    }
+    for name, call in calls.items():
+        with pytest.warns(bs.IntervalWarning) as rec:
+            call(0.99)
+        (w,) = [w for w in rec if issubclass(w.category, bs.IntervalWarning)]
+        assert str(w.message).startswith(
+            "a 99% central interval from 40 draws leaves 0.2 draws beyond each bound: its "
+            "bounds are the most extreme draws, not quantiles; use at least 200 draws"
+        ), name
+        assert w.filename == __file__, (name, w.filename)  # points at the caller
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", bs.IntervalWarning)
+            call(0.9)
+    with warnings.catch_warnings():  # law constants: one draw, no interval to warn about
+        warnings.simplefilter("error", bs.IntervalWarning)
+        planning.optimal_allocation(BESIROGLU_2024, compute=1e21, prob=0.99)
