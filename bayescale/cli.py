@@ -251,17 +251,6 @@ def _timing_report(fit: Fit, wall_s: float) -> str:
     return text + f"; whole fit {wall_s:.1f} s."
 
 
-def _quantity(law: Any, likelihood: str) -> str:
-    """What the law predicts, for the forecast's header: ``"accuracy"`` for a law written
-    ``acc = ...`` (the sigmoids), ``"proportion"`` for another law under the Beta or binomial
-    likelihood (error rates, say), else ``"loss"``."""
-    from bayescale.model import PROPORTION_LIKELIHOODS
-
-    if law.formula.startswith("acc"):
-        return "accuracy"
-    return "proportion" if likelihood in PROPORTION_LIKELIHOODS else "loss"
-
-
 def _forecast_text(
     df: pd.DataFrame,
     prob: float,
@@ -653,7 +642,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             frame = pd.concat(rows, ignore_index=True)
             if many:
                 frame.insert(0, "curve", cid)
-            what = {"quantity": _quantity(fit.law, fit.spec.likelihood), "inputs": fit.law.inputs}
+            what = {"quantity": fit.law.quantity(fit.spec.likelihood), "inputs": fit.law.inputs}
             print(_forecast_text(frame, args.prob, label="target", **what))
             frames.append(frame)
     if not targets:
@@ -811,7 +800,7 @@ def _batch_forecasts(batch: Any, targets: Sequence[tuple[str, dict]], args) -> N
     refused = list(frames[0].attrs["refused"])
     frame = frame[batch.fitted[frame["curve"].map(batch.index)] & ~frame["refused"]]
     frame = frame.reset_index(drop=True)
-    what = {"quantity": _quantity(batch.law, batch.spec.likelihood), "inputs": batch.law.inputs}
+    what = {"quantity": batch.law.quantity(batch.spec.likelihood), "inputs": batch.law.inputs}
     print(_forecast_text(frame, args.prob, label="target", **what))
     mild = sorted(set(frame.loc[frame["status"] != "ok", "curve"]), key=batch.index)
     if mild:

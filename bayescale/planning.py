@@ -923,9 +923,10 @@ def prob_beats(
     the fraction of posterior draws whose expected loss beats the target. With
     ``predictive=True`` the run's noise is included (the fitted likelihood: log-normal,
     Student-t, Laplace, normal, beta or beta-binomial), i.e. the probability that an observed
-    run beats it. For an accuracy fitted with the ``"beta"`` or ``"binomial"`` likelihood
-    (a sigmoid law) higher is better: the plan beats the target ``loss`` (an accuracy) when
-    it lies *above* it, ``P(acc > loss)``.
+    run beats it. For a law of a score to maximise (``law.higher_is_better``: the sigmoids'
+    accuracy, whatever the likelihood) higher is better: the plan beats the target ``loss``
+    (an accuracy) when it lies *above* it, ``P(acc > loss)``. An error rate fitted with the
+    Beta or binomial likelihood beats its target from below, as a loss does.
 
     Parameters
     ----------
@@ -963,7 +964,7 @@ def prob_beats(
     vals = _plan_inputs(post.law, N, D, C)
     shape = next(iter(vals.values())).shape
     log_mu = post.log_mean({k: v.reshape(-1) for k, v in vals.items()})  # (S, M)
-    higher = post.fit is not None and post.fit.spec.likelihood in PROPORTION_LIKELIHOODS
+    higher = post.law.higher_is_better  # an accuracy beats its target from above
     if not predictive:
         beats = log_mu > math.log(target) if higher else log_mu < math.log(target)
         p = np.mean(beats, axis=0)

@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import planning
 from .check import interval_masses
-from .model import PROPORTION_LIKELIHOODS, beta_precision
+from .model import beta_precision
 from .results import ConvergenceWarning, Fit
 
 __all__ = [
@@ -409,8 +409,7 @@ def plot_fit(
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    accuracy = fit.spec.likelihood in PROPORTION_LIKELIHOODS
-    ax.set_ylabel("accuracy" if accuracy else _LABELS["loss"])
+    ax.set_ylabel(fit.law.quantity(fit.spec.likelihood))  # loss, accuracy or proportion
     medians = [ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2]
     lo_y = min(loss.min(), *(np.nanmin(m) for m in medians))
     # Up to the medians' top, which an extrapolated accuracy may take past the data, but at

@@ -394,14 +394,14 @@ def test_accuracy_forecasts_are_called_accuracies(tmp_path, fake_sampler):
     assert "Forecast of the accuracy (90% central intervals). loss_*: the law's mean accuracy " in (
         result.out
     )
-    assert cli._quantity(bs.laws.get("power_n"), "beta") == "proportion"  # error rates, say
+    assert bs.laws.get("power_n").quantity("beta") == "proportion"  # error rates, say
     assert "(expected accuracy of a run at C)" in result.out
     spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=100)
     assert cli._likelihood_text(spec) == "binomial likelihood (trials=100)"
-    assert cli._quantity(spec.law, "lognormal") == "accuracy"
+    assert spec.law.quantity("lognormal") == "accuracy"
     t = bs.build_model("power_n", likelihood="student_t", df=None)
     assert cli._likelihood_text(t) == "student_t likelihood (df learnt)"
-    assert cli._quantity(t.law, "student_t") == "loss"
+    assert t.law.quantity("student_t") == "loss"
     assert cli._likelihood_text(bs.build_model("power_n", likelihood="student_t", df=4)) == (
         "student_t likelihood (df=4)"
     )

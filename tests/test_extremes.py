@@ -334,3 +334,38 @@ def test_intervals_wider_than_the_draws_say_so(monkeypatch):
     with warnings.catch_warnings():  # law constants: one draw, no interval to warn about
         warnings.simplefilter("error", bs.IntervalWarning)
         planning.optimal_allocation(BESIROGLU_2024, compute=1e21, prob=0.99)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
+def test_prob_beats_reads_the_direction_from_the_law_not_the_likelihood(monkeypatch):
+    """prob_beats counted plans above the target for the Beta and binomial likelihoods and
+    below it otherwise: a sigmoid's accuracy fitted with the lognormal likelihood beat its
+    target from below, an error rate fitted with the Beta likelihood from above. The law
+    says which way is better (law.higher_is_better); the plots' axis and the CLI's forecast
+    read the same (law.quantity)."""
+    from conftest import fake_run_batch
+
+    import bayescale.infer.batch as engine
+    from bayescale.planning import prob_beats
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    kwargs = dict(curve="task", num_chains=2, num_samples=200, progress=False, retry=False)
+    acc = pd.DataFrame({"task": "a", "C": C8, "loss": ACC8})
+    err = pd.DataFrame({"task": "a", "N": np.geomspace(1e7, 1e10, 8), "loss": 1 - ACC8[::-1]})
+    for table, law, likelihood, higher in (
+        (acc, "sigmoid_c", "lognormal", True),
+        (acc, "sigmoid_c", "beta", True),
+        (err, "power_n", "beta", False),
+        (err, "power_n", "lognormal", False),
+    ):
+        fit = bs.fit_many(table, law, likelihood=likelihood, **kwargs)["a"]
+        assert fit.law.higher_is_better is higher
+        at = {"C": 1e22} if law == "sigmoid_c" else {"N": 1e9}
+        pred = fit.predict(**at, prob=0.9, allow_unconverged=True)
+        # 5% of the 400 draws' means lie below the 90% interval's lower bound, 5% above
+        bound = pred.loss_lower[0] if higher else pred.loss_upper[0]
+        p = prob_beats(fit, **at, loss=float(bound), allow_unconverged=True)
+        assert p == pytest.approx(0.95, abs=0.01), (law, likelihood, p)
+        assert fit.law.quantity(likelihood) == (
+            "accuracy" if higher else "proportion" if likelihood == "beta" else "loss"
+        )

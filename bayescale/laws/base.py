@@ -97,7 +97,9 @@ class Law:
         loss (default ``"E"``; e.g. ``"a"`` for the broken power laws), and ``"exponents"``,
         the parameters (natural or sampled names) whose correlation with it the
         identifiability check reports (default: the natural parameters named like exponents,
-        ``alpha``, ``beta``, ``gamma`` or ``b`` with suffixes).
+        ``alpha``, ``beta``, ``gamma`` or ``b`` with suffixes); ``"higher_is_better"``, True
+        for a law of a score to maximise (the sigmoids' accuracy; default False: a loss or an
+        error rate), which ``prob_beats`` and the axis labels read.
     """
 
     name: str
@@ -136,6 +138,24 @@ class Law:
     def num_params(self) -> int:
         """Number of law parameters (the noise scale not included)."""
         return len(self.parameters)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for a law of a score to maximise, such as an accuracy (``extra``)."""
+        return bool(self.extra.get("higher_is_better", False))
+
+    def quantity(self, likelihood: str = "lognormal") -> str:
+        """What the law predicts, in words: ``"accuracy"`` for a score to maximise,
+        ``"proportion"`` for another law under the Beta or binomial likelihood (an error rate,
+        say), else ``"loss"``.
+
+        >>> from bayescale.laws import get
+        >>> get("sigmoid_c").quantity(), get("power_n").quantity("beta")
+        ('accuracy', 'proportion')
+        """
+        if self.higher_is_better:
+            return "accuracy"
+        return "proportion" if likelihood in ("beta", "binomial") else "loss"
 
     def predict(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any], ref: Reference):
         """Loss (not log loss) for ``params`` at ``log_inputs``."""

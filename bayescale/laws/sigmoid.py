@@ -414,6 +414,7 @@ def sigmoid(
         natural_names=("floor", "ceiling", "k", f"{x}0"),
         formula=(f"acc = {lo_txt} + ({hi_txt} - {lo_txt}) * sigmoid(k * (log {x} - log {x}0))"),
         citation=RUAN_2024,
+        extra={"higher_is_better": True},  # an accuracy: prob_beats counts plans above a target
     )
 
 
