@@ -64,6 +64,7 @@ from .results import (
     Fit,
     __version__,
     _check_prob,
+    _default_intervals,
     above_data,
     at_depth_cap,
     convergence_of,
@@ -1533,7 +1534,8 @@ class BatchFit:
         )
 
     def _short_table(self) -> pd.DataFrame:
-        s = self.summary()
+        with _default_intervals():
+            s = self.summary()
         keep = ["status", "num_points"]
         keep += [f"{k}_median" for k in self.law.natural_names]
         keep += ["max_rhat", "min_ess_bulk", "divergences"]

@@ -936,7 +936,7 @@ def prob_beats(
         The plan: two of parameters, tokens and FLOP (``C = 6ND`` fills the third); scalars or
         arrays, broadcast together.
     loss
-        Target loss (a scalar; accuracy for the proportion likelihoods).
+        Target loss (a scalar; an accuracy for a law with ``higher_is_better``).
     predictive
         Include the observation noise (fits only).
     allow_unconverged

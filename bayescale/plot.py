@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from . import planning
 from .check import interval_masses
 from .model import beta_precision
-from .results import ConvergenceWarning, Fit
+from .results import ConvergenceWarning, Fit, _check_prob
 
 __all__ = [
     "plot_fit",
@@ -60,8 +60,13 @@ def _new_axes(ax: Axes | None, figsize=(8.0, 4.8)) -> Axes:
     return ax
 
 
-def _probs(prob: float | Sequence[float]) -> list[float]:
-    return sorted(interval_masses(prob), reverse=True)  # widest first, drawn underneath
+def _probs(prob: float | Sequence[float], draws: int | None = None) -> list[float]:
+    """The band masses, widest first (drawn underneath); each is checked against the
+    posterior's ``draws`` (an IntervalWarning at the plotting call when too few)."""
+    probs = sorted(interval_masses(prob), reverse=True)
+    if probs and draws is not None and draws > 1:  # law constants: one draw, no bands
+        _check_prob(probs[0], draws, stacklevel=4)  # the widest says it for all
+    return probs
 
 
 def _sci(value: float, name: str | None = None) -> str:
@@ -385,7 +390,7 @@ def plot_fit(
     >>> ax.figure.savefig("fit.png", dpi=150)    # doctest: +SKIP
     """
     ax = _new_axes(ax)
-    probs = _probs(prob)
+    probs = _probs(prob, fit.num_chains * fit.num_draws)
     if extrapolate < 1:
         raise ValueError(f"extrapolate must be >= 1, got {extrapolate!r}")
     law = fit.law
@@ -583,10 +588,11 @@ def plot_isoflop(
     >>> ax = plot_isoflop(fit, compute=[1e19, 1e20, 1e21, 5.88e23])  # doctest: +SKIP
     """
     ax = _new_axes(ax)
-    probs = _probs(prob)
     if not 0 < interval < 1:
         raise ValueError(f"interval must be in (0, 1), got {interval!r}")
     post = planning._as_posterior(fit, gate=False)
+    probs = _probs(prob, post.num_draws)
+    _probs(interval, post.num_draws)  # the optimum's interval, too
     data = post.fit.data if post.fit is not None else None
     if compute is None:
         if data is not None:
@@ -726,8 +732,8 @@ def plot_frontier(
     if kind not in ("allocation", "tokens_per_param"):
         raise ValueError(f"kind must be 'allocation' or 'tokens_per_param', got {kind!r}")
     ax = _new_axes(ax)
-    probs = _probs(prob)
     post = planning._as_posterior(fit, gate=False)
+    probs = _probs(prob, post.num_draws)
     data = post.fit.data if post.fit is not None else None
     if compute is None:
         lo = data.C.min() if data is not None else 1e18
@@ -952,8 +958,7 @@ def plot_residuals(
     >>> ax = plot_residuals(fit)   # doctest: +SKIP
     """
     ax = _new_axes(ax, figsize=(7.0, 3.8))
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    _check_prob(prob, fit.num_chains * fit.num_draws)
     data = fit.data
     x = x or ("C" if data.C is not None else fit.law.inputs[0])
     xv = _data_values(fit, x)

@@ -648,7 +648,10 @@ class PooledBatchFit(_batch.BatchFit):
     @property
     def population(self) -> pd.DataFrame:
         """:meth:`population_summary` at 90%."""
-        return self.population_summary()
+        from .results import _default_intervals
+
+        with _default_intervals():
+            return self.population_summary()
 
     @property
     def joint_diagnostics(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -872,14 +873,15 @@ class Fit:
         )
 
     def __repr__(self) -> str:
-        table = self.summary()[["median", "5%", "95%", "r_hat", "ess_bulk"]]
+        with _default_intervals():
+            table = self.summary()[["median", "5%", "95%", "r_hat", "ess_bulk"]]
         text = self._header() + "\n" + table.to_string(float_format=lambda x: f"{x:.4g}")
         return text + "".join(f"\nWarning: {m}" for m in self.identifiability)
 
     def _repr_html_(self) -> str:
-        table = self.summary()[
-            ["mean", "sd", "median", "5%", "95%", "r_hat", "ess_bulk", "ess_tail"]
-        ]
+        with _default_intervals():
+            table = self.summary()
+        table = table[["mean", "sd", "median", "5%", "95%", "r_hat", "ess_bulk", "ess_tail"]]
         notes = "".join(f"<p><b>Warning:</b> {html.escape(m)}</p>" for m in self.identifiability)
         return (
             f"<p><b>bayescale</b> {html.escape(self._header())}</p>"
@@ -888,19 +890,29 @@ class Fit:
         )
 
 
+@contextmanager
+def _default_intervals():
+    """No :class:`IntervalWarning` for a table at the default 90%, which the user did not ask
+    for (``repr``, ``population``): the few-draws fit says so when asked for intervals."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IntervalWarning)
+        yield
+
+
 def _check_prob(prob: float, draws: int | None = None, *, stacklevel: int = 3) -> None:
     """Refuse an interval mass outside (0, 1); warn (:class:`IntervalWarning`) when ``draws``
     posterior draws leave less than one draw beyond each bound of the central ``prob``
     interval, whose bounds are then the extreme draws rather than quantiles."""
     if not (0 < prob < 1):
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
-    if draws is not None and draws * (1 - prob) / 2 < 1:
-        need = math.ceil(2 / (1 - prob))
+    tail = None if draws is None else draws * (1 - prob) / 2
+    if tail is not None and tail < 1 - 1e-9:  # 1 - 0.9 is 0.09999999999999998
+        need = math.ceil(2 / (1 - prob) - 1e-9)
         warnings.warn(
-            f"a {100 * prob:g}% central interval from {draws:,} draws leaves "
-            f"{draws * (1 - prob) / 2:.2g} draws beyond each bound: its bounds are the most "
-            f"extreme draws, not quantiles; use at least {need:,} draws (num_samples x "
-            "num_chains) or a smaller prob",
+            f"a {100 * prob:g}% central interval from {draws:,} draws leaves {tail:.2g} draws "
+            "beyond each bound: its bounds are interpolated between the most extreme draws, "
+            f"not quantiles; use at least {need:,} draws in all (more samples or chains) or a "
+            "smaller interval mass",
             IntervalWarning,
             stacklevel=stacklevel,
         )

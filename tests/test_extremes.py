@@ -269,18 +269,27 @@ def test_beta_binomial_cdf_is_exact_at_any_precision():
     whose error grows with the precision phi = a + b: 3e-3 at 1e12 and 0.25 at 1e16 (it
     returned 1 for a probability of 0.75). The CDF is checked against the exact sum of the
     rising-factorial probabilities; tolerance: SciPy's 2e-6 below 1e9, the binomial limit's
-    0.012 n / phi above."""
+    about 0.12 n / phi above."""
     from types import SimpleNamespace
+
+    from scipy import stats
 
     from bayescale.model import beta_binomial_cdf, beta_binomial_logpmf, beta_shapes
     from bayescale.planning import _predictive_cdf
 
-    for n, m, k in ((100, 0.37, 40), (1000, 0.37, 380), (14000, 0.6, 8450)):
+    for n, m, k in ((100, 0.37, 40), (1000, 0.37, 380), (14000, 0.6, 8450), (10**5, 0.9, 90100)):
         for phi in (1e2, 1e6, 1e9, 1.01e9, 1e12, 1e14, 1e16):
             a, b = m * phi, (1 - m) * phi
             j = np.arange(k + 1.0)
             exact = np.exp(beta_binomial_logpmf(j, float(n), a, b, xp=np)).sum()
-            assert float(beta_binomial_cdf(k, n, a, b)) == pytest.approx(exact, abs=5e-6)
+            tol = 5e-6 if phi <= 1e9 else max(5e-6, 0.15 * n / phi)  # binomial limit: 0.12 n/phi
+            assert float(beta_binomial_cdf(k, n, a, b)) == pytest.approx(exact, abs=tol)
+    # SciPy up to a + b = 1e9, the binomial above
+    assert beta_binomial_cdf(380, 1000, 0.37e9, 0.63e9) == stats.betabinom.cdf(
+        380, 1000, 0.37e9, 0.63e9
+    )
+    a = 0.37e9 + 1
+    assert beta_binomial_cdf(380, 1000, a, 0.63e9) == stats.binom.cdf(380, 1000, a / (a + 0.63e9))
     # prob_beats' predictive CDF takes it: draws at sigma 1e-8 (phi 2.5e15) and 0.05 (99)
     spec = bs.build_model("sigmoid_c", likelihood="binomial", trials=1000)
     fit = SimpleNamespace(spec=spec, samples={"sigma": np.array([1e-8, 0.05])})
@@ -299,11 +308,13 @@ def test_intervals_wider_than_the_draws_say_so(monkeypatch):
     0.2 draws beyond each bound of a 99% interval, 2 of a 90% one (no warning)."""
     import warnings
 
+    import matplotlib.pyplot as plt
     from conftest import fake_run_batch
 
     import bayescale.infer.batch as engine
     from bayescale import planning
     from bayescale.datasets import BESIROGLU_2024, chinchilla_synthetic
+    from bayescale.plot import plot_fit, plot_residuals
 
     monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     table = chinchilla_synthetic(seed=0, as_data=False).assign(task="a")
@@ -318,6 +329,8 @@ def test_intervals_wider_than_the_draws_say_so(monkeypatch):
         "optimal_allocation": lambda p: planning.optimal_allocation(
             fit, compute=1e21, prob=p, allow_unconverged=True
         ),
+        "plot_fit": lambda p: plot_fit(fit, prob=(0.5, p)),
+        "plot_residuals": lambda p: plot_residuals(fit, prob=p),
     }
     for name, call in calls.items():
         with pytest.warns(bs.IntervalWarning) as rec:
@@ -325,15 +338,23 @@ def test_intervals_wider_than_the_draws_say_so(monkeypatch):
         (w,) = [w for w in rec if issubclass(w.category, bs.IntervalWarning)]
         assert str(w.message).startswith(
             "a 99% central interval from 40 draws leaves 0.2 draws beyond each bound: its "
-            "bounds are the most extreme draws, not quantiles; use at least 200 draws"
+            "bounds are interpolated between the most extreme draws, not quantiles; use at "
+            "least 200 draws in all"
         ), name
         assert w.filename == __file__, (name, w.filename)  # points at the caller
         with warnings.catch_warnings():
             warnings.simplefilter("error", bs.IntervalWarning)
             call(0.9)
-    with warnings.catch_warnings():  # law constants: one draw, no interval to warn about
+    with warnings.catch_warnings():
         warnings.simplefilter("error", bs.IntervalWarning)
+        # law constants: one draw, no interval to warn about
         planning.optimal_allocation(BESIROGLU_2024, compute=1e21, prob=0.99)
+        # nobody asked for the 90% intervals of a table shown by repr
+        repr(fit), fit._repr_html_(), repr(batch)
+        # 20 draws leave exactly one beyond each bound of a 90% interval (1 - 0.9 < 0.1)
+        few = bs.fit_many(table, "chinchilla", **{**kwargs, "num_samples": 10})["a"]
+        few.summary(prob=0.9)
+    plt.close("all")
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
@@ -343,10 +364,12 @@ def test_prob_beats_reads_the_direction_from_the_law_not_the_likelihood(monkeypa
     target from below, an error rate fitted with the Beta likelihood from above. The law
     says which way is better (law.higher_is_better); the plots' axis and the CLI's forecast
     read the same (law.quantity)."""
+    import matplotlib.pyplot as plt
     from conftest import fake_run_batch
 
     import bayescale.infer.batch as engine
     from bayescale.planning import prob_beats
+    from bayescale.plot import plot_fit
 
     monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     kwargs = dict(curve="task", num_chains=2, num_samples=200, progress=False, retry=False)
@@ -366,6 +389,7 @@ def test_prob_beats_reads_the_direction_from_the_law_not_the_likelihood(monkeypa
         bound = pred.loss_lower[0] if higher else pred.loss_upper[0]
         p = prob_beats(fit, **at, loss=float(bound), allow_unconverged=True)
         assert p == pytest.approx(0.95, abs=0.01), (law, likelihood, p)
-        assert fit.law.quantity(likelihood) == (
-            "accuracy" if higher else "proportion" if likelihood == "beta" else "loss"
-        )
+        word = "accuracy" if higher else "proportion" if likelihood == "beta" else "loss"
+        assert fit.law.quantity(likelihood) == word
+        assert plot_fit(fit).get_ylabel() == word  # the axis says what the law predicts
+    plt.close("all")

@@ -155,6 +155,7 @@ class Law:
         """
         if self.higher_is_better:
             return "accuracy"
+        # bayescale.model.PROPORTION_LIKELIHOODS (model imports the laws, not the reverse)
         return "proportion" if likelihood in ("beta", "binomial") else "loss"
 
     def predict(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any], ref: Reference):

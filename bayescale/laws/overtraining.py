@@ -205,6 +205,9 @@ class ErrorLink:
         """Median and central ``prob`` interval of ``eps``, ``k``, ``gamma``, ``sigma``."""
         import pandas as pd
 
+        from ..results import _check_prob
+
+        _check_prob(prob, len(next(iter(self.flat().values()))))
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         rows = {
             k: dict(zip(("lower", "median", "upper"), np.percentile(v, [lo, 50, hi]), strict=True))
@@ -364,7 +367,7 @@ def loss_to_error(
 
     from ..results import _check_prob
 
-    _check_prob(prob)
+    _check_prob(prob, fit.num_chains * fit.num_draws)
     if link is None and None in (eps, k, gamma):
         raise ValueError("give either link= (from fit_error_link) or all of eps=, k=, gamma=")
     if link is not None and any(v is not None for v in (eps, k, gamma)):

@@ -74,6 +74,7 @@ def from_function(
     priors: Mapping[str, Any],
     formula: str = "",
     citation: str = "user-defined",
+    extra: Mapping[str, Any] | None = None,
 ) -> Law:
     r"""Build a :class:`Law` from a plain JAX function of the inputs and parameters.
 
@@ -92,6 +93,9 @@ def from_function(
         ``ref["loss"]``. The order of this mapping is the parameter order.
     formula, citation
         Shown in ``describe()`` and summaries.
+    extra
+        Facts the checks read (:class:`Law`), e.g. ``{"higher_is_better": True}`` for a law of
+        an accuracy, which ``prob_beats`` then counts from above.
 
     Examples
     --------
@@ -125,6 +129,7 @@ def from_function(
         log_predict=log_predict,
         formula=formula or f"user-defined {name}({', '.join(inputs)})",
         citation=citation,
+        extra=dict(extra or {}),
     )
 
 
