@@ -61,7 +61,7 @@ def _new_axes(ax: Axes | None, figsize=(8.0, 4.8)) -> Axes:
 
 
 def _probs(prob: float | Sequence[float], draws: int | None = None) -> list[float]:
-    """The band masses, widest first (drawn underneath); each is checked against the
+    """The band masses, widest first (drawn underneath); the widest is checked against the
     posterior's ``draws`` (an IntervalWarning at the plotting call when too few)."""
     probs = sorted(interval_masses(prob), reverse=True)
     if probs and draws is not None and draws > 1:  # law constants: one draw, no bands
