@@ -73,6 +73,7 @@ from .results import (
     ratio_beyond,
     ratio_note,
     stuck_chains,
+    target_text,
 )
 
 __all__ = ["BatchFit", "fit_many", "load_batch", "synthetic_curves"]
@@ -1262,7 +1263,7 @@ class BatchFit:
         if extra_max.max(initial=0.0) > EXTRAPOLATION_WARN:
             far = [self.curve_ids[i] for i in np.flatnonzero(extra_max > EXTRAPOLATION_WARN)]
             worst, at = np.unravel_index(int(np.argmax(extra)), extra.shape)
-            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in self.law.inputs)
+            point = target_text(vals, self.law.inputs, at)
             warnings.warn(
                 f"extrapolating more than {EXTRAPOLATION_WARN:.0f}x beyond the fitted data of "
                 f"{len(far)} curve(s) ({name_list(far)}), up to {extra_max.max():.0f}x (curve "
@@ -1276,7 +1277,7 @@ class BatchFit:
             worst = max(beyond, key=lambda i: ratios[i][0].max())
             factor, lo_r, hi_r = ratios[worst]
             at = int(np.argmax(factor))
-            point = ", ".join(f"{k}={vals[k][at]:.3g}" for k in self.law.inputs)
+            point = target_text(vals, self.law.inputs, at)
             note = ratio_note(vals["D"][at] / vals["N"][at], factor[at], lo_r, hi_r)
             warnings.warn(
                 f"{len(beyond)} curve(s) ({name_list([self.curve_ids[i] for i in beyond])}) "

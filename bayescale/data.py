@@ -356,7 +356,7 @@ class ScalingData:
         >>> from_dataframe(table).subset([1, 3]).locate(1)
         (3, None)
         """
-        return (row, None) if self.origin is None else self.origin.locate(row)
+        return _locate(row, self.origin)
 
     def curves(self) -> dict[str, ScalingData]:
         """Split by curve id, in order of first appearance; ``{"all": self}`` without curves."""

@@ -505,6 +505,11 @@ def ratio_beyond(
     return np.maximum(1.0, np.maximum(ratio / hi, lo / ratio)), lo, hi
 
 
+def target_text(vals: Mapping[str, np.ndarray], inputs: tuple[str, ...], j: int) -> str:
+    """Target ``j`` of ``vals`` for a message: ``"N=1.01e+07, D=4.8e+11"``."""
+    return ", ".join(f"{k}={vals[k][j]:.3g}" for k in inputs)
+
+
 def ratio_note(ratio: float, factor: float, lo: float, hi: float) -> str:
     """The words of the tokens-per-parameter ExtrapolationWarning of ``predict``."""
     return (
@@ -729,7 +734,7 @@ class Fit:
         extra = self._extrapolation(vals)
         worst = int(np.argmax(extra))
         if extra[worst] > EXTRAPOLATION_WARN:
-            where = ", ".join(f"{k}={vals[k][worst]:.3g}" for k in self.law.inputs)
+            where = target_text(vals, self.law.inputs, worst)
             warnings.warn(
                 f"extrapolating {extra[worst]:.0f}x beyond the fitted data ({where}); intervals "
                 "assume the law holds that far",
@@ -739,7 +744,7 @@ class Fit:
         ratio, lo, hi = ratio_beyond(self.data, self.law.inputs, vals)
         far = int(np.argmax(ratio))
         if ratio[far] > EXTRAPOLATION_WARN:
-            where = ", ".join(f"{k}={vals[k][far]:.3g}" for k in self.law.inputs)
+            where = target_text(vals, self.law.inputs, far)
             note = ratio_note(vals["D"][far] / vals["N"][far], ratio[far], lo, hi)
             warnings.warn(f"at {where}: {note}", ExtrapolationWarning, stacklevel=2)
         if above_data(self.data, self.law.inputs, vals).any() and self.identifiability:
