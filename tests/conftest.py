@@ -74,6 +74,15 @@ def fake_run_batch(spec, config, *, keys, log_x, ref, log_loss, mask, devices=No
     return draws, {"compile_s": 0.0, "sampling_s": 0.0}
 
 
+@pytest.fixture
+def fake_nuts(monkeypatch):
+    """fit_many (and everything built on it) without NUTS: :func:`fake_run_batch` in place of
+    the batch program, for tests of input handling and output."""
+    import bayescale.infer.batch as engine
+
+    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+
+
 #: Sampler settings for tests: 4 chains x (400 + 600) draws keeps bulk ESS well above 400 on the
 #: shipped laws while a fit costs well under a second once compiled. One settings tuple means one
 #: compiled program per (law, data shape) for the whole suite.

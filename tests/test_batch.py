@@ -940,15 +940,10 @@ def test_warmup_divergences_survive_save_and_default_to_zero_in_old_files(
     np.testing.assert_array_equal(old.sample_stats["warmup_divergences"], np.zeros((3, 2)))
 
 
-def test_bad_value_names_the_row_of_the_whole_table(monkeypatch, tmp_path):
+def test_bad_value_names_the_row_of_the_whole_table(fake_nuts, tmp_path):
     """A bad value in one curve of a long table is reported at its row of the whole table
     (0-based, by position, whatever the index), with its CSV line when read from a file:
     not at its row within the curve, which the user cannot find in the file."""
-    from conftest import fake_run_batch
-
-    import bayescale.infer.batch as engine
-
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     good = [3.1, 2.8, 2.6, 2.45, 2.35, 2.3]
     rows = [("a", 10.0 ** (7 + i), v) for i, v in enumerate(good)]
     rows += [("b", 10.0 ** (7 + i), v) for i, v in enumerate([*good[:4], -2.0, good[5]])]

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import call_cli, fake_run_batch
+from conftest import call_cli
 
 import bayescale as bs
 from bayescale import cli
@@ -734,13 +734,10 @@ def test_fit_many_share_rejects_unknown_parameters(tmp_path, capsys):
 
 
 @pytest.fixture
-def fake_sampler(monkeypatch):
-    """bayescale.fit_many without NUTS: its batch program returns uniform draws in (0.1, 0.5)
-    of every site (the statuses are then some failure, never ``invalid_input``), so that the
-    command's input handling and output run in milliseconds."""
-    import bayescale.infer.batch as engine
-
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+def fake_sampler(fake_nuts):
+    """bayescale.fit_many without NUTS (conftest's fake_nuts: uniform draws in (0.1, 0.5) of
+    every site; the statuses are then some failure, never ``invalid_input``), so that the
+    command's input handling and output run in milliseconds; returns its CLI options."""
     return ["--quiet", "--num-chains", "2", "--num-samples", "20"]
 
 

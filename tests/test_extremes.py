@@ -44,16 +44,12 @@ def test_binomial_accuracies_that_are_no_whole_count_are_said():
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
-def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(monkeypatch, tmp_path):
+def test_fit_many_refuses_an_accuracy_of_one_per_curve_and_notes_rounding(fake_nuts, tmp_path):
     """fit_many fitted a curve with accuracy 1.0 under the Beta likelihood (its density is 0
     or infinite there); bs.fit refused it. Now that curve alone is invalid_input, and the
     message names the row of the whole table (and its CSV line), as the other checks do (it
     named the 8th row of curve 'b', "row 7")."""
-    from conftest import fake_run_batch
 
-    import bayescale.infer.batch as engine
-
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     table = pd.DataFrame(
         {"task": ["a"] * 8 + ["b"] * 8, "C": [*C8, *C8], "loss": [*ACC8, *ACC8[:-1], 1.0]}
     )
@@ -212,16 +208,12 @@ def test_summary_of_a_parameter_with_an_overflowing_draw_is_quiet():
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
-def test_batch_predict_names_curves_beyond_their_tokens_per_parameter(monkeypatch):
+def test_batch_predict_names_curves_beyond_their_tokens_per_parameter(fake_nuts):
     """BatchFit.predict warns, once, for the curves whose data never saw the target's D/N
     (inside each curve's N and D), naming them and the farthest curve; a curve that was not
     fitted is left out, and a curve whose ratios cover the target is not named."""
-    from conftest import fake_run_batch
-
-    import bayescale.infer.batch as engine
     from bayescale.datasets import chinchilla_synthetic
 
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     a = chinchilla_synthetic(seed=0, as_data=False)
     wide = a.assign(D=a["D"] * 30)  # ratios 10 to 49,000: the target inside
     bad = a.iloc[:3]  # too few points: not fitted
@@ -302,21 +294,18 @@ def test_beta_binomial_cdf_is_exact_at_any_precision():
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore::bayescale.ExtrapolationWarning")
-def test_intervals_wider_than_the_draws_say_so(monkeypatch):
+def test_intervals_wider_than_the_draws_say_so(fake_nuts):
     """prob=0.99999 from 1,200 draws gave the extreme draws as the interval, without a word.
     Now an IntervalWarning says so wherever a central interval is asked for: 40 draws leave
     0.2 draws beyond each bound of a 99% interval, 2 of a 90% one (no warning)."""
     import warnings
 
     import matplotlib.pyplot as plt
-    from conftest import fake_run_batch
 
-    import bayescale.infer.batch as engine
     from bayescale import planning
     from bayescale.datasets import BESIROGLU_2024, chinchilla_synthetic
     from bayescale.plot import plot_fit, plot_residuals
 
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     table = chinchilla_synthetic(seed=0, as_data=False).assign(task="a")
     kwargs = dict(curve="task", num_chains=2, num_samples=20, progress=False, retry=False)
     batch = bs.fit_many(table, "chinchilla", **kwargs)
@@ -358,20 +347,17 @@ def test_intervals_wider_than_the_draws_say_so(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
-def test_prob_beats_reads_the_direction_from_the_law_not_the_likelihood(monkeypatch):
+def test_prob_beats_reads_the_direction_from_the_law_not_the_likelihood(fake_nuts):
     """prob_beats counted plans above the target for the Beta and binomial likelihoods and
     below it otherwise: a sigmoid's accuracy fitted with the lognormal likelihood beat its
     target from below, an error rate fitted with the Beta likelihood from above. The law
     says which way is better (law.higher_is_better); the plots' axis and the CLI's forecast
     read the same (law.quantity)."""
     import matplotlib.pyplot as plt
-    from conftest import fake_run_batch
 
-    import bayescale.infer.batch as engine
     from bayescale.planning import prob_beats
     from bayescale.plot import plot_fit
 
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
     kwargs = dict(curve="task", num_chains=2, num_samples=200, progress=False, retry=False)
     acc = pd.DataFrame({"task": "a", "C": C8, "loss": ACC8})
     err = pd.DataFrame({"task": "a", "N": np.geomspace(1e7, 1e10, 8), "loss": 1 - ACC8[::-1]})
